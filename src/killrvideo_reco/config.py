@@ -1,0 +1,112 @@
+"""Settings, read once from ``KV_*`` environment variables and passed down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+
+class JwtAlgorithm(StrEnum):
+    HS256 = "HS256"
+    RS256 = "RS256"
+    ES256 = "ES256"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback) / "kv-reco"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KV_", frozen=True, extra="ignore")
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
+    retry_after_s: Annotated[int, Field(ge=1)] = 1
+    log_level: str = "INFO"
+
+    # Cassandra
+    contact_points: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    local_dc: str | None = None
+    keyspace: str = Field(default="killrvideo", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    consistency: str = "LOCAL_QUORUM"
+    request_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    # Auth
+    jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: Annotated[int, Field(ge=0)] = 0
+
+    # Local node manager
+    state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    cassandra_version: str = "5.0.9"
+    cassandra_heap: str = Field(default="1G", pattern=r"^(512M|[5-9][0-9]{2}M|10[0-2][0-4]M|1G)$")
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Self:
+        if self.jwt_algorithm is JwtAlgorithm.HS256:
+            if self.jwt_public_key_file is not None:
+                raise ValueError("KV_JWT_PUBLIC_KEY_FILE needs KV_JWT_ALGORITHM=RS256 or ES256")
+            if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("KV_JWT_SECRET must be at least 32 characters for HS256")
+        elif self.jwt_public_key_file is None:
+            raise ValueError(f"KV_JWT_ALGORITHM={self.jwt_algorithm} needs KV_JWT_PUBLIC_KEY_FILE")
+        return self
+
+    @property
+    def contact_point_list(self) -> list[str]:
+        return [p.strip() for p in self.contact_points.split(",") if p.strip()]
+
+    @property
+    def uses_local_dev_key(self) -> bool:
+        return self.jwt_algorithm is JwtAlgorithm.HS256 and self.jwt_secret is None
+
+    def hmac_secret(self) -> str:
+        """The HS256 secret: configured, or generated once into the state directory.
+
+        The local key lets ``serve`` and ``token`` agree with no set-up on a
+        developer machine; production sets KV_JWT_SECRET or a public key.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.state_dir / "dev-jwt-secret"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write aside, then link: a concurrent reader never sees a half-written
+        # file, and of two racing writers the first link wins for both.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return path.read_text().strip()
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Pure rules of the ingest: no web framework, no driver."""

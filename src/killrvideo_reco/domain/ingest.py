@@ -1,0 +1,128 @@
+"""Decoding an ingest request body: strict, fast on the happy path.
+
+The typed msgspec decoder parses, type-checks and rejects unknown fields in one
+pass over the bytes. Only when it refuses a body do we decode it again,
+generically, to say precisely what is wrong (the field, the index of the first
+bad element, what it was).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from ..errors import InvalidRequest, MalformedJSON, RecoError
+from .vectors import VectorSpec, pack_vector
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_FIELDS = ("videoId", "vector")
+# msgspec names the path of an out-of-range number like ``$[...][7]``: in an
+# object whose only array is ``vector``, that is vector[7].
+_VECTOR_INDEX = re.compile(r"^\$\[\.\.\.\]\[(\d+)\]$")
+
+
+class IngestBody(msgspec.Struct, forbid_unknown_fields=True):
+    videoId: str  # noqa: N815 - the wire name the spec gives
+    vector: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCommand:
+    video_id: UUID
+    vector: bytes  # big-endian float32, validated against the live VectorSpec
+
+
+_decoder = msgspec.json.Decoder(IngestBody)
+
+
+def parse_video_id(value: object) -> UUID:
+    """A videoId in canonical 8-4-4-4-12 form; braces, URNs and bare hex are refused."""
+    if not isinstance(value, str) or not _UUID.match(value):
+        shown = value if isinstance(value, str) else _json_kind(value)
+        raise InvalidRequest(f"videoId must be a UUID like 550e8400-e29b-41d4-a716-446655440000, got {shown!r}")
+    return UUID(value)
+
+
+def decode_ingest(body: bytes, spec: VectorSpec) -> IngestCommand:
+    """Turn a request body into a validated command, or raise a RequestError."""
+    try:
+        parsed = _decoder.decode(body)
+    except msgspec.ValidationError:
+        _explain(body, spec)  # always raises
+        raise  # pragma: no cover - _explain never returns
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from None
+    video_id = parse_video_id(parsed.videoId)
+    try:
+        return IngestCommand(video_id=video_id, vector=pack_vector(parsed.vector, spec))
+    except RecoError as exc:
+        exc.video_id = str(video_id)
+        raise
+
+
+def _explain(body: bytes, spec: VectorSpec) -> None:
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.ValidationError as exc:
+        # Only numbers beyond float64's range get here (e.g. 1e999).
+        found = _VECTOR_INDEX.match(str(exc).rpartition(" - at ")[2].strip("`"))
+        where = f"vector[{found.group(1)}]" if found else "a number"
+        raise InvalidRequest(f"{where} is out of range: it does not fit a float") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(
+            f"request body must be a JSON object with videoId and vector, got {_json_kind(raw)}"
+        )
+    for name in _FIELDS:
+        if name not in raw:
+            raise InvalidRequest(f"missing required field {name!r}")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}: the body takes only videoId and vector")
+    video_id = parse_video_id(raw["videoId"])
+    try:
+        _explain_vector(raw["vector"], spec)
+    except RecoError as exc:
+        exc.video_id = str(video_id)
+        raise
+    raise InvalidRequest("request body does not match the schema")  # pragma: no cover
+
+
+def _explain_vector(vector: Any, spec: VectorSpec) -> None:
+    if not isinstance(vector, list):
+        raise InvalidRequest(
+            f"vector must be an array of {spec.dimension} numbers, got {_json_kind(vector)}"
+        )
+    for index, item in enumerate(vector):
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise InvalidRequest(
+                f"vector[{index}] must be a number, got {_json_kind(item)}"
+            )
+        try:
+            float(item)
+        except OverflowError:
+            raise InvalidRequest(
+                f"vector[{index}] is out of range: it does not fit a float"
+            ) from None
+
+
+def _json_kind(value: object) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case str():
+            return "a string"
+        case int() | float():
+            return "a number"
+        case list():
+            return "an array"
+        case dict():
+            return "an object"
+    return type(value).__name__

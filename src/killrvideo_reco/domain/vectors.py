@@ -1,0 +1,95 @@
+"""What makes an embedding storable, and its wire form.
+
+The rules mirror what Cassandra 5.0 itself enforces, so that anything it would
+refuse is refused here, before a write is attempted or acknowledged:
+
+- the length equals the column's dimension (``vector<float, N>``);
+- every value is finite and, as float32, within Cassandra's bound of 1e17
+  (``VectorValidation.MAX_FLOAT32_COMPONENT``, chosen so dot products cannot
+  overflow); values beyond float32's range fail this bound too;
+- under COSINE, a vector whose every float32 component lies in [-1e-6, 1e-6]
+  is refused, as Cassandra's ``isEffectivelyZero`` refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from ..errors import InvalidVector
+
+MAX_COMPONENT = np.float32(1e17)
+ZERO_EPSILON = np.float64(1e-6)
+_BIG_ENDIAN_F32 = np.dtype(">f4")
+
+
+class Similarity(StrEnum):
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot_product"
+    EUCLIDEAN = "euclidean"
+
+    @property
+    def cql(self) -> str:
+        return self.value.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSpec:
+    """The live shape of ``content_features``: read from the schema, not from code."""
+
+    dimension: int
+    similarity: Similarity
+
+    @property
+    def cql_type(self) -> str:
+        return f"vector<float, {self.dimension}>"
+
+
+def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
+    """Validate ``values`` against ``spec``; return them as big-endian float32 bytes.
+
+    The bytes are exactly what Cassandra stores for a ``vector<float, N>``, so the
+    driver can send them without serialising element by element.
+    """
+    n = len(values)
+    if n == 0:
+        raise InvalidVector(f"vector must not be empty: expected {spec.dimension} numbers")
+    if n != spec.dimension:
+        raise InvalidVector(
+            f"vector has {n} values, expected {spec.dimension} "
+            f"(the index is {spec.cql_type})"
+        )
+    wide = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        narrow = wide.astype(np.float32)
+        magnitude = np.abs(narrow)
+        # NaN compares false, so this one test catches NaN, ±inf, float32
+        # overflow and Cassandra's out-of-bounds rule together.
+        in_bounds = magnitude <= MAX_COMPONENT
+    if not in_bounds.all():
+        index = int(np.argmin(in_bounds))
+        raise InvalidVector(_out_of_bounds(values[index], index), index=index)
+    if spec.similarity is Similarity.COSINE and not (magnitude > ZERO_EPSILON).any():
+        raise InvalidVector(
+            "vector is zero or near-zero (every |value| <= 1e-6): "
+            "cosine similarity cannot index it; send a non-zero embedding"
+        )
+    return narrow.astype(_BIG_ENDIAN_F32).tobytes()
+
+
+def _out_of_bounds(value: float, index: int) -> str:
+    if not math.isfinite(value):
+        return f"vector[{index}] is {value}: every value must be a finite number"
+    return (
+        f"vector[{index}] = {value!r} is out of bounds: "
+        f"Cassandra refuses float32 values with |value| > 1e17"
+    )
+
+
+def unpack_vector(blob: bytes) -> list[float]:
+    """The inverse of :func:`pack_vector`, for reading a stored vector back."""
+    return np.frombuffer(blob, dtype=_BIG_ENDIAN_F32).astype(np.float64).tolist()

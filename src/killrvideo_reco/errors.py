@@ -1,0 +1,100 @@
+"""The exceptions of killrvideo-reco.
+
+Every error a request can meet carries its HTTP status as data; the API maps
+them to responses in one place (``api/errors.py``) and nothing else raises
+HTTP exceptions::
+
+    RecoError
+    ├── RequestError                 the client's mistake: 4xx, writes nothing
+    │   ├── MalformedJSON            400  body is not parseable JSON
+    │   ├── Unauthenticated          401  missing, malformed, expired or forged token
+    │   ├── Forbidden                403  valid token without the required role
+    │   ├── VideoNotFound            404  no such video: nothing was written
+    │   ├── PayloadTooLarge          413  body over the configured limit
+    │   ├── UnsupportedMediaType     415  body is not declared as JSON
+    │   └── InvalidRequest           422  well-formed JSON that breaks a rule
+    │       └── InvalidVector        422  the vector breaks a rule; ``index`` if one element
+    ├── StorageError                 Cassandra trouble: the client may retry
+    │   ├── StorageUnavailable       503  timeouts, unavailable replicas, overload
+    │   └── SchemaNotReady           503  keyspace, table or index missing
+    └── ConfigError                  the service is set up wrongly (start-up only)
+        └── SchemaMismatch           existing schema differs from what was asked
+"""
+
+from __future__ import annotations
+
+
+class RecoError(Exception):
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        # Set by whoever knows the (valid) videoId, so the response can echo it.
+        self.video_id: str | None = None
+
+
+class RequestError(RecoError):
+    status_code = 400
+
+
+class MalformedJSON(RequestError):
+    status_code = 400
+
+
+class Unauthenticated(RequestError):
+    status_code = 401
+
+
+class Forbidden(RequestError):
+    status_code = 403
+
+
+class VideoNotFound(RequestError):
+    status_code = 404
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+
+
+class UnsupportedMediaType(RequestError):
+    status_code = 415
+
+
+class InvalidRequest(RequestError):
+    status_code = 422
+
+
+class InvalidVector(InvalidRequest):
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class StorageError(RecoError):
+    status_code = 503
+
+
+class StorageUnavailable(StorageError):
+    """Cassandra did not answer in time, lacked replicas, or shed load.
+
+    ``kind`` names the driver error (``WriteTimeout``, ``Unavailable``, …) so that
+    it can be counted and logged without the caller importing the driver.
+    """
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class SchemaNotReady(StorageError):
+    pass
+
+
+class ConfigError(RecoError):
+    pass
+
+
+class SchemaMismatch(ConfigError):
+    pass

@@ -1,0 +1,115 @@
+"""The killrvideo schema: apply it idempotently, read its live vector shape."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..domain.vectors import Similarity, VectorSpec
+from ..errors import SchemaMismatch, SchemaNotReady
+
+TABLE = "videos"
+VECTOR_COLUMN = "content_features"
+INDEX = "videos_content_features_idx"
+_VECTOR_TYPE = re.compile(r"^vector<float,\s*(\d+)>$")
+
+
+def _table_ddl(keyspace: str, dimension: int) -> str:
+    return f"""
+        CREATE TABLE IF NOT EXISTS {keyspace}.{TABLE} (
+            videoid uuid PRIMARY KEY,
+            userid uuid,
+            name text,
+            description text,
+            tags set<text>,
+            thumbnail_url text,
+            added_date timestamp,
+            preview_image_location text,
+            {VECTOR_COLUMN} vector<float, {dimension}>
+        )"""
+
+
+def _index_ddl(keyspace: str, similarity: Similarity) -> str:
+    # USING 'StorageAttachedIndex' explicitly: the default custom index is still
+    # the legacy one, which cannot serve ANN queries.
+    return (
+        f"CREATE CUSTOM INDEX IF NOT EXISTS {INDEX} ON {keyspace}.{TABLE}({VECTOR_COLUMN}) "
+        f"USING 'StorageAttachedIndex' "
+        f"WITH OPTIONS = {{'similarity_function': '{similarity.cql}'}}"
+    )
+
+
+def _column_dimension(session: Any, keyspace: str) -> int | None:
+    row = session.execute(
+        "SELECT type FROM system_schema.columns "
+        "WHERE keyspace_name = %s AND table_name = %s AND column_name = %s",
+        (keyspace, TABLE, VECTOR_COLUMN),
+    ).one()
+    if row is None:
+        return None
+    match = _VECTOR_TYPE.match(row[0])
+    if match is None:
+        raise SchemaMismatch(f"{keyspace}.{TABLE}.{VECTOR_COLUMN} has type {row[0]}, not a vector")
+    return int(match.group(1))
+
+
+def _index_similarity(session: Any, keyspace: str) -> Similarity | None:
+    row = session.execute(
+        "SELECT options FROM system_schema.indexes "
+        "WHERE keyspace_name = %s AND table_name = %s AND index_name = %s",
+        (keyspace, TABLE, INDEX),
+    ).one()
+    if row is None:
+        return None
+    # SAI's default similarity is COSINE when the option is absent.
+    return Similarity(row[0].get("similarity_function", "COSINE").lower())
+
+
+def read_vector_spec(session: Any, keyspace: str) -> VectorSpec:
+    """The dimension and similarity of the live schema; SchemaNotReady if absent."""
+    dimension = _column_dimension(session, keyspace)
+    similarity = _index_similarity(session, keyspace) if dimension is not None else None
+    if dimension is None or similarity is None:
+        raise SchemaNotReady(
+            f"{keyspace}.{TABLE}.{VECTOR_COLUMN} or its index {INDEX} does not exist: "
+            "run `kv-reco schema apply`"
+        )
+    return VectorSpec(dimension=dimension, similarity=similarity)
+
+
+def apply_schema(
+    session: Any,
+    *,
+    keyspace: str,
+    dimension: int,
+    similarity: Similarity,
+    replication_factor: int,
+) -> VectorSpec:
+    """Create keyspace, table and index if missing; refuse to silently differ.
+
+    An existing table with another dimension, or an index with another
+    similarity, is reported as SchemaMismatch: changing either is a migration
+    of every stored vector, not something `apply` may do behind your back.
+    """
+    local_dc = session.execute("SELECT data_center FROM system.local").one()[0]
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+        f"{{'class': 'NetworkTopologyStrategy', '{local_dc}': {replication_factor}}}"
+    )
+    session.execute(_table_ddl(keyspace, dimension))
+    existing = _column_dimension(session, keyspace)
+    if existing != dimension:
+        raise SchemaMismatch(
+            f"{keyspace}.{TABLE}.{VECTOR_COLUMN} already exists as vector<float, {existing}>, "
+            f"not vector<float, {dimension}>; changing the dimension means "
+            "re-embedding every video (see the README)"
+        )
+    session.execute(_index_ddl(keyspace, similarity))
+    live = read_vector_spec(session, keyspace)
+    if live.similarity is not similarity:
+        raise SchemaMismatch(
+            f"index {keyspace}.{INDEX} already uses {live.similarity.value} similarity, "
+            f"not {similarity.value}; changing it means dropping the index and "
+            "reindexing every vector"
+        )
+    return live

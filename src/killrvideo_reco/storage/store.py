@@ -1,0 +1,162 @@
+"""The storage boundary: one session, statements prepared once, our errors out.
+
+Callers never see the driver. Everything here that a request awaits runs on
+the driver's I/O thread (``run_async``); the synchronous methods serve the CLI
+and start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Settings
+from ..domain.vectors import Similarity, VectorSpec
+from ..domain.videos import Video
+from ..errors import SchemaNotReady, VideoNotFound
+from . import _driver, schema
+from ._codec import PackedVectorPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    set_features: Any
+    spec: VectorSpec
+
+
+class CassandraStore:
+    def __init__(self, *, cluster: Any, session: Any, keyspace: str, settings: Settings) -> None:
+        self._cluster = cluster
+        self._session = session
+        self._policy: PackedVectorPolicy = cluster.column_encryption_policy
+        self.keyspace = keyspace
+        self._consistency = _driver.consistency(settings.consistency)
+        self._serial = _driver.serial_consistency_for(settings.consistency)
+        self._prepared: _Statements | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> CassandraStore:
+        """Connect to the cluster; raise StorageUnavailable when no node answers."""
+        cluster, session = _driver.connect(
+            contact_points=settings.contact_point_list,
+            port=settings.cassandra_port,
+            local_dc=settings.local_dc,
+            connect_timeout_s=settings.connect_timeout_s,
+            request_timeout_s=settings.request_timeout_s,
+            vector_policy=PackedVectorPolicy(),
+        )
+        return cls(cluster=cluster, session=session, keyspace=settings.keyspace, settings=settings)
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+    # -- schema ------------------------------------------------------------------
+
+    def apply_schema(
+        self, *, dimension: int, similarity: Similarity, replication_factor: int
+    ) -> VectorSpec:
+        return schema.apply_schema(
+            self._session,
+            keyspace=self.keyspace,
+            dimension=dimension,
+            similarity=similarity,
+            replication_factor=replication_factor,
+        )
+
+    def load_schema(self) -> VectorSpec:
+        """Read the live vector shape and prepare the write statements for it.
+
+        Raises SchemaNotReady when the table or its index is missing.
+        """
+        try:
+            spec = schema.read_vector_spec(self._session, self.keyspace)
+        except Exception as exc:
+            if isinstance(exc, SchemaNotReady):
+                raise
+            raise _driver.translate(exc) from exc
+        self._policy.register(
+            keyspace=self.keyspace,
+            table=schema.TABLE,
+            column=schema.VECTOR_COLUMN,
+            dimension=spec.dimension,
+        )
+        # IF EXISTS makes the existence check and the write one atomic step (a
+        # Paxos round): an unknown video gets 404 and no ghost row, even when a
+        # delete races the ingest. A read-then-UPDATE could resurrect the row.
+        stmt = self._session.prepare(
+            f"UPDATE {self.keyspace}.{schema.TABLE} SET {schema.VECTOR_COLUMN} = ? "
+            "WHERE videoid = ? IF EXISTS"
+        )
+        stmt.consistency_level = self._consistency
+        stmt.serial_consistency_level = self._serial
+        stmt.is_idempotent = True  # same vector, same outcome: safe to retry
+        self._prepared = _Statements(set_features=stmt, spec=spec)
+        return spec
+
+    @property
+    def spec(self) -> VectorSpec | None:
+        return self._prepared.spec if self._prepared else None
+
+    # -- the hot path --------------------------------------------------------------
+
+    async def set_content_features(self, video_id: uuid.UUID, vector: bytes) -> None:
+        """Write only ``content_features`` of an existing video; VideoNotFound otherwise."""
+        prepared = self._prepared
+        if prepared is None:
+            raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
+        rows = await _driver.run_async(
+            self._session, prepared.set_features.bind((vector, video_id))
+        )
+        if not rows or not rows[0][0]:
+            raise VideoNotFound(f"video {video_id} does not exist")
+
+    async def ping(self) -> None:
+        await _driver.run_async(self._session, "SELECT release_version FROM system.local")
+
+    # -- videos (CLI, tests) ---------------------------------------------------------
+
+    def insert_videos(self, videos: Iterable[Video], *, concurrency: int = 32) -> int:
+        """Insert video rows (all columns but content_features); return how many."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        stmt = self._session.prepare(
+            f"INSERT INTO {self.keyspace}.{schema.TABLE} "
+            "(videoid, userid, name, description, tags, thumbnail_url, added_date, "
+            "preview_image_location) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        stmt.consistency_level = self._consistency
+        args = (
+            (v.videoid, v.userid, v.name, v.description, set(v.tags) or None,
+             v.thumbnail_url, v.added_date, v.preview_image_location)
+            for v in videos
+        )  # fmt: skip
+        try:
+            results = execute_concurrent_with_args(
+                self._session, stmt, args, concurrency=concurrency, raise_on_first_error=True
+            )
+        except Exception as exc:
+            raise _driver.translate(exc) from exc
+        return len(results)
+
+    def read_video(self, video_id: uuid.UUID) -> dict[str, Any] | None:
+        """The whole row as a dict (content_features as floats), or None."""
+        try:
+            result = self._session.execute(
+                f"SELECT * FROM {self.keyspace}.{schema.TABLE} WHERE videoid = %s", (video_id,)
+            )
+        except Exception as exc:
+            raise _driver.translate(exc) from exc
+        row = result.one()
+        return dict(zip(result.column_names, row, strict=True)) if row else None
+
+    def execute(self, cql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
+        """Run one CQL statement synchronously (CLI and tests)."""
+        try:
+            return list(self._session.execute(cql, parameters))
+        except Exception as exc:
+            raise _driver.translate(exc) from exc
