@@ -17,7 +17,14 @@ from cassandra import (
     WriteTimeout,
 )
 from cassandra import InvalidRequest as CqlInvalidRequest
-from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    ResponseFuture,
+    Session,
+)
 from cassandra.connection import ConnectionException
 from cassandra.policies import (
     DCAwareRoundRobinPolicy,
@@ -33,7 +40,6 @@ from cassandra.protocol import (
 from cassandra.query import tuple_factory
 
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
-from ._codec import PackedVectorPolicy
 
 try:  # libev is the driver's fastest reactor; the wheels ship it
     from cassandra.io.libevreactor import LibevConnection as _Connection
@@ -78,9 +84,13 @@ def connect(
     local_dc: str | None,
     connect_timeout_s: float,
     request_timeout_s: float,
-    vector_policy: PackedVectorPolicy,
 ) -> tuple[Cluster, Session]:
     """Open a cluster and a session; raise StorageUnavailable if no node answers."""
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
+        request_timeout=request_timeout_s,
+        row_factory=tuple_factory,
+    )
     cluster = Cluster(
         contact_points=list(contact_points),
         port=port,
@@ -89,19 +99,16 @@ def connect(
         # Without TCP_NODELAY a ~6 KiB vector frame meets Nagle plus delayed ACK
         # and every write waits ~40 ms (shared/notes/cassandra-5.md, trap 1).
         sockopts=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=30),
         connect_timeout=connect_timeout_s,
         control_connection_timeout=connect_timeout_s,
-        column_encryption_policy=vector_policy,
     )
     try:
         session = cluster.connect()
     except Exception as exc:
         cluster.shutdown()
         raise translate(exc) from exc
-    session.default_timeout = request_timeout_s
-    session.row_factory = tuple_factory
     return cluster, session
 
 

@@ -18,7 +18,7 @@ from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
 from ..errors import SchemaNotReady, VideoNotFound
 from . import _driver, schema
-from ._codec import PackedVectorPolicy
+from ._codec import bind_packed_vectors
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ class CassandraStore:
     def __init__(self, *, cluster: Any, session: Any, keyspace: str, settings: Settings) -> None:
         self._cluster = cluster
         self._session = session
-        self._policy: PackedVectorPolicy = cluster.column_encryption_policy
         self.keyspace = keyspace
         self._consistency = _driver.consistency(settings.consistency)
         self._serial = _driver.serial_consistency_for(settings.consistency)
@@ -48,7 +47,6 @@ class CassandraStore:
             local_dc=settings.local_dc,
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
-            vector_policy=PackedVectorPolicy(),
         )
         return cls(cluster=cluster, session=session, keyspace=settings.keyspace, settings=settings)
 
@@ -79,12 +77,6 @@ class CassandraStore:
             if isinstance(exc, SchemaNotReady):
                 raise
             raise _driver.translate(exc) from exc
-        self._policy.register(
-            keyspace=self.keyspace,
-            table=schema.TABLE,
-            column=schema.VECTOR_COLUMN,
-            dimension=spec.dimension,
-        )
         # IF EXISTS makes the existence check and the write one atomic step (a
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
@@ -92,6 +84,7 @@ class CassandraStore:
             f"UPDATE {self.keyspace}.{schema.TABLE} SET {schema.VECTOR_COLUMN} = ? "
             "WHERE videoid = ? IF EXISTS"
         )
+        bind_packed_vectors(stmt, column=schema.VECTOR_COLUMN)
         stmt.consistency_level = self._consistency
         stmt.serial_consistency_level = self._serial
         stmt.is_idempotent = True  # same vector, same outcome: safe to retry

@@ -1,0 +1,49 @@
+# killrvideo-reco: `make run` to serve, `make test` to test. `make help` lists every task.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KV := $(BIN)/kv-reco
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install cassandra-up cassandra-down schema run test lint bench latency clean
+
+help: ## List the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+cassandra-up: $(STAMP) ## Start the local Cassandra 5.0 node (downloads it once), or find it running
+	$(KV) cassandra start
+
+cassandra-down: $(STAMP) ## Drain and stop the local node(s) that kv-reco started
+	$(KV) cassandra stop
+
+schema: cassandra-up ## Apply the killrvideo schema (1536-dim, cosine)
+	$(KV) schema apply
+
+run: schema ## Set up everything, print a creator token, serve on 127.0.0.1:8080
+	@echo "Creator token (valid 24 h):"
+	@$(KV) token --role creator --ttl 86400
+	$(KV) serve
+
+test: cassandra-up ## Set up everything and run the whole test suite against a real node
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+latency: schema ## Sequential ingest latency, service vs driver (needs `make run` elsewhere)
+	$(BIN)/python bench/ingest_latency.py --requests 1000
+
+clean: ## Remove the virtualenv (the node's data and the jar cache stay)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""POST /api/v1/reco/ingest — the endpoint of shared/spec/reco-ingest-endpoint.md."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from ...auth import CREATOR
+from ...domain.ingest import decode_ingest
+from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
+from ..deps import Services, services
+from ..metrics import INGESTS
+from ..schemas import IngestAccepted, IngestRequest, failure_doc
+
+router = APIRouter()
+_ACCEPTED_MESSAGE = "Embedding ingested successfully"
+_encode = msgspec.json.encode
+
+
+def _check_media_type(content_type: str | None) -> None:
+    media_type, _, params = (content_type or "").partition(";")
+    media_type = media_type.strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"the body must be JSON (Content-Type: application/json), got {content_type or 'none'!r}"
+        )
+    charset = params.partition("charset=")[2].strip().strip('"').lower()
+    if charset and charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"JSON must be UTF-8, got charset {charset!r}")
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # chunked bodies have no declared length
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/api/v1/reco/ingest",
+    status_code=202,
+    summary="Ingest a video embedding",
+    description=(
+        "Stores `vector` in `content_features` of an existing video and nothing else. "
+        "Idempotent: the last write wins, so a retry is harmless."
+    ),
+    response_model=IngestAccepted,
+    responses={
+        400: failure_doc("The body is not valid JSON"),
+        401: failure_doc("Missing, malformed, expired or forged bearer token"),
+        403: failure_doc("The token lacks the creator role"),
+        404: failure_doc("No video with this videoId; nothing was written"),
+        413: failure_doc("The body is larger than KV_MAX_BODY_BYTES"),
+        415: failure_doc("The body is not declared as JSON"),
+        422: failure_doc(
+            "The body breaks a rule: videoId not a UUID, vector not numbers, wrong "
+            "dimension (the message names the expected one), non-finite or out-of-bounds "
+            "value (the message gives its index), all-zero vector under cosine"
+        ),
+        503: failure_doc("Cassandra is unavailable, slow or overloaded; retry after Retry-After"),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": IngestRequest.model_json_schema()}},
+        }
+    },
+)
+async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+    try:
+        svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
+        _check_media_type(request.headers.get("content-type"))
+        body = await read_body(request, limit=svc.settings.max_body_bytes)
+        spec = svc.store.spec
+        if spec is None:
+            raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
+        command = decode_ingest(body, spec)
+        await svc.store.set_content_features(command.video_id, command.vector)
+    except RecoError as exc:
+        INGESTS.labels(exc.status_code).inc()
+        raise
+    INGESTS.labels(202).inc()
+    payload = {
+        "videoId": str(command.video_id),
+        "status": "accepted",
+        "message": _ACCEPTED_MESSAGE,
+    }
+    return Response(_encode(payload), status_code=202, media_type="application/json")

@@ -1,0 +1,39 @@
+"""Response and request shapes, for the OpenAPI document.
+
+The hot path does not go through these pydantic models: it decodes with
+msgspec (``domain/ingest.py``) and encodes bytes directly. These describe the
+same shapes for clients and docs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class IngestRequest(BaseModel):
+    videoId: UUID = Field(description="An existing video (canonical 8-4-4-4-12 form)")  # noqa: N815
+    vector: list[float] = Field(
+        description="The embedding: exactly N finite numbers, N being the dimension of "
+        "the live vector<float, N> column (1536 by default); |value| <= 1e17 as float32; "
+        "not all-zero under cosine similarity",
+        min_length=1,
+    )
+
+
+class IngestAccepted(BaseModel):
+    videoId: UUID  # noqa: N815
+    status: Literal["accepted"]
+    message: str
+
+
+class Failure(BaseModel):
+    videoId: UUID | None = Field(default=None, description="Present when the request named a valid one")  # noqa: N815
+    status: Literal["failed"]
+    message: str = Field(description="What was wrong, human-readable")
+
+
+def failure_doc(description: str) -> dict[str, object]:
+    return {"model": Failure, "description": description}

@@ -1,0 +1,1 @@
+"""kv-reco: thin commands over the layers below."""

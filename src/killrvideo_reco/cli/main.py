@@ -1,0 +1,218 @@
+"""The ``kv-reco`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import Settings, load_settings
+from ..devnode import DevCluster, DevClusterConfig, NodeError
+from ..domain.vectors import Similarity
+from ..errors import RecoError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="KillrVideo recommendation ingest.")
+cassandra_app = typer.Typer(no_args_is_help=True, help="Local Apache Cassandra 5.0 nodes.")
+schema_app = typer.Typer(no_args_is_help=True, help="The killrvideo schema.")
+videos_app = typer.Typer(no_args_is_help=True, help="Video rows (normally made by the catalogue).")
+app.add_typer(cassandra_app, name="cassandra")
+app.add_typer(schema_app, name="schema")
+app.add_typer(videos_app, name="videos")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except RecoError as exc:
+        _fail(exc.message)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _cluster(settings: Settings, nodes: int) -> DevCluster:
+    return DevCluster(
+        DevClusterConfig(
+            version=settings.cassandra_version,
+            nodes=nodes,
+            heap=settings.cassandra_heap,
+            cache_dir=settings.cache_dir,
+            state_dir=settings.state_dir,
+            native_port=settings.cassandra_port,
+        )
+    )
+
+
+NodesOpt = Annotated[int, typer.Option("--nodes", min=1, max=9, help="Nodes on 127.0.0.1..N")]
+
+
+@cassandra_app.command("start")
+def cassandra_start(
+    nodes: NodesOpt = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for CQL")] = 180,
+) -> None:
+    """Start the local node(s), or find them running; wait until CQL answers."""
+    cluster = _cluster(_settings(), nodes)
+    try:
+        statuses = cluster.start(timeout_s=timeout)
+    except NodeError as exc:
+        typer.echo(exc.log_tail, err=True)
+        _fail(str(exc))
+    for s in statuses:
+        typer.echo(f"{s.name} {s.state} at {s.address}:{s.port}" + (f" (pid {s.pid})" if s.pid else ""))
+
+
+@cassandra_app.command("stop")
+def cassandra_stop(
+    nodes: NodesOpt = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each drain")] = 300,
+) -> None:
+    """Drain and stop the nodes this tool started; wait until they have exited."""
+    for s in _cluster(_settings(), nodes).stop(timeout_s=timeout):
+        typer.echo(f"{s.name} {s.state}")
+
+
+@cassandra_app.command("status")
+def cassandra_status(nodes: NodesOpt = 1) -> None:
+    """State, contact points and version of each node."""
+    settings = _settings()
+    statuses = _cluster(settings, nodes).status()
+    answering = [s.address for s in statuses if s.state in ("running", "external")]
+    version = _release_version(settings, answering) if answering else None
+    for s in statuses:
+        pid = f" pid={s.pid}" if s.pid else ""
+        typer.echo(f"{s.name} {s.state} {s.address}:{s.port}{pid}")
+    typer.echo(f"contact points: {','.join(answering) or '-'}")
+    typer.echo(f"version: {version or '-'}")
+    if not answering:
+        raise typer.Exit(3)
+
+
+def _release_version(settings: Settings, contact_points: list[str]) -> str | None:
+    from ..storage import CassandraStore
+
+    try:
+        store = CassandraStore.open(settings.model_copy(update={"contact_points": ",".join(contact_points)}))
+    except RecoError:
+        return None
+    try:
+        rows = store.execute("SELECT release_version FROM system.local")
+        return str(rows[0][0])
+    finally:
+        store.close()
+
+
+@schema_app.command("apply")
+def schema_apply(
+    dimension: Annotated[int, typer.Option(min=1, max=8192, help="Vector dimension N")] = 1536,
+    similarity: Annotated[Similarity, typer.Option(help="SAI similarity function")] = Similarity.COSINE,
+    replication_factor: Annotated[int, typer.Option(min=1, help="Replicas in the local DC")] = 1,
+) -> None:
+    """Create keyspace, videos table and SAI vector index; idempotent."""
+    from ..storage import CassandraStore
+
+    settings = _settings()
+    try:
+        store = CassandraStore.open(settings)
+        try:
+            spec = store.apply_schema(
+                dimension=dimension, similarity=similarity, replication_factor=replication_factor
+            )
+        finally:
+            store.close()
+    except RecoError as exc:
+        _fail(exc.message)
+    typer.echo(f"{settings.keyspace}.videos: content_features {spec.cql_type}, "
+               f"{spec.similarity.value} similarity")
+
+
+@videos_app.command("add")
+def videos_add(
+    name: Annotated[str, typer.Option(help="Title")],
+    description: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Repeat for several")] = None,
+    userid: Annotated[uuid.UUID | None, typer.Option()] = None,
+) -> None:
+    """Insert one video (added_date = now); print only its new videoid."""
+    from ..domain.videos import Video
+
+    try:
+        video = Video(name=name, description=description, tags=frozenset(tag or ()), userid=userid)
+        _insert(_settings(), [video])
+    except RecoError as exc:
+        _fail(exc.message)
+    typer.echo(str(video.videoid))
+
+
+@videos_app.command("load")
+def videos_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Bulk-insert videos from JSONL (one object per line, the fields of `add`)."""
+    from ..domain.videos import parse_video_line
+
+    try:
+        with file.open("rb") as fh:
+            videos = [parse_video_line(line, lineno=n) for n, line in enumerate(fh, 1) if line.strip()]
+        count = _insert(_settings(), videos)
+    except RecoError as exc:
+        _fail(exc.message)
+    typer.echo(f"inserted {count} videos", err=True)
+
+
+def _insert(settings: Settings, videos: list["Video"]) -> int:  # noqa: F821, UP037
+    from ..storage import CassandraStore
+
+    store = CassandraStore.open(settings)
+    try:
+        return store.insert_videos(videos)
+    finally:
+        store.close()
+
+
+@app.command("token")
+def token(
+    role: Annotated[list[str], typer.Option(help="Role to grant; repeat for several")],
+    sub: Annotated[uuid.UUID | None, typer.Option(help="Subject (user id)")] = None,
+    ttl: Annotated[int, typer.Option(help="Seconds of validity; negative mints an expired token")] = 3600,
+) -> None:
+    """Print a signed bearer token."""
+    from ..auth import mint_token
+
+    try:
+        typer.echo(mint_token(_settings(), roles=role, subject=str(sub) if sub else None, ttl_s=ttl))
+    except RecoError as exc:
+        _fail(exc.message)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default KV_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default KV_PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "killrvideo_reco.api.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # one log line per vector would cost more than the ingest
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,88 @@
+import json
+import uuid
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from killrvideo_reco.domain.ingest import decode_ingest
+from killrvideo_reco.domain.vectors import Similarity, VectorSpec
+from killrvideo_reco.errors import InvalidRequest, MalformedJSON
+
+SPEC = VectorSpec(3, Similarity.COSINE)
+VID = "550e8400-e29b-41d4-a716-446655440000"
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps({"videoId": VID, "vector": [0.1, 0.2, 0.3]} | fields).encode()
+
+
+def test_a_valid_body_becomes_a_command() -> None:
+    command = decode_ingest(body(), SPEC)
+    assert command.video_id == uuid.UUID(VID)
+    assert command.vector == np.float32([0.1, 0.2, 0.3]).astype(">f4").tobytes()
+
+
+def test_integers_are_numbers() -> None:
+    assert decode_ingest(body(vector=[1, -2, 3]), SPEC).vector == np.float32([1, -2, 3]).astype(">f4").tobytes()
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"videoId": "x",}', b"\xff\xfe", b"[NaN]", b'{"vector": [NaN]}'])
+def test_malformed_json_is_400(raw: bytes) -> None:
+    with pytest.raises(MalformedJSON, match="not valid JSON"):
+        decode_ingest(raw, SPEC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[]", "must be a JSON object with videoId and vector, got an array"),
+        (b'"hi"', "got a string"),
+        (b'{"vector": [1, 2, 3]}', "missing required field 'videoId'"),
+        (json.dumps({"videoId": VID}).encode(), "missing required field 'vector'"),
+        (body(extra=1), "unknown field 'extra'"),
+        (body(videoId="not-a-uuid"), "videoId must be a UUID"),
+        (body(videoId=123), "videoId must be a UUID .*got 'a number'"),
+        (body(videoId="{" + VID + "}"), "videoId must be a UUID"),
+        (body(videoId=VID.replace("-", "")), "videoId must be a UUID"),
+        (body(vector="0.1,0.2,0.3"), "vector must be an array of 3 numbers, got a string"),
+        (body(vector=None), "got null"),
+        (body(vector=[0.1, "0.2", 0.3]), r"vector\[1\] must be a number, got a string"),
+        (body(vector=[0.1, 0.2, True]), r"vector\[2\] must be a number, got a boolean"),
+        (body(vector=[None, 0.2, 0.3]), r"vector\[0\] must be a number, got null"),
+        (body(vector=[[0.1], 0.2, 0.3]), r"vector\[0\] must be a number, got an array"),
+        (body(vector=[]), "vector must not be empty: expected 3 numbers"),
+        (body(vector=[0.1] * 4), r"vector has 4 values, expected 3"),
+        (body(vector=[0, 0, 0]), "zero or near-zero"),
+        (b'{"videoId": "%s", "vector": [1, 1e999, 2]}' % VID.encode(), r"vector\[1\] is out of range"),
+        (b'{"videoId": "%s", "vector": [1, 2, 1%s]}' % (VID.encode(), b"0" * 400), r"vector\[2\] is out of range"),
+        (body(vector=[1, 2e20, 3]), r"vector\[1\] = 2e\+20 is out of bounds"),
+    ],
+)
+def test_invalid_bodies_are_422_with_a_precise_message(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        decode_ingest(raw, SPEC)
+
+
+def test_vector_errors_echo_the_valid_video_id() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        decode_ingest(body(vector=[1, "x", 3]), SPEC)
+    assert info.value.video_id == VID
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@given(st.lists(json_scalars, min_size=1, max_size=5))
+def test_any_vector_is_either_accepted_or_refused_with_a_request_error(items: list[object]) -> None:
+    raw = msgspec.json.encode({"videoId": VID, "vector": items})
+    numbers = [i for i in items if isinstance(i, int | float) and not isinstance(i, bool)]
+    try:
+        command = decode_ingest(raw, SPEC)
+    except InvalidRequest:
+        return
+    # Accepted only when it was exactly three numbers, not all near zero.
+    assert len(items) == len(numbers) == 3
+    assert len(command.vector) == 12
