@@ -56,7 +56,9 @@ def body_for(vid: uuid.UUID, vector: np.ndarray) -> bytes:
     return ('{"videoId":"%s","vector":[%s]}' % (vid, ",".join(map(repr, vector.tolist())))).encode()
 
 
-async def run(store: CassandraStore, client: Client, ids: list[uuid.UUID], rng: np.random.Generator) -> tuple[list[float], list[float]]:
+async def run(
+    store: CassandraStore, client: Client, ids: list[uuid.UUID], rng: np.random.Generator
+) -> tuple[list[float], list[float]]:
     """Alternate one driver write and one service write, so both meet the same index size."""
     spec = store.spec
     assert spec is not None
@@ -89,7 +91,9 @@ def main() -> None:
     ids = [v.videoid for v in videos]
     token = mint_token(settings, roles=[CREATOR], ttl_s=3600)
     base, svc = asyncio.run(run(store, Client(args.url, token), ids, rng))
-    print(f"{args.requests} sequential ingests, {spec.cql_type}, {spec.similarity.value}, fresh vectors")
+    print(
+        f"{args.requests} sequential ingests, {spec.cql_type}, {spec.similarity.value}, fresh vectors"
+    )
     print(fmt("driver only (LWT UPDATE)", percentiles(base)))
     print(fmt("service over HTTP", percentiles(svc)))
     b, s = percentiles(base), percentiles(svc)

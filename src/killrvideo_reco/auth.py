@@ -71,7 +71,9 @@ class TokenVerifier:
                 audience=self._audience,
                 leeway=self._leeway,
                 options={
-                    "require": ["exp"] + ["iss"] * bool(self._issuer) + ["aud"] * bool(self._audience),
+                    "require": ["exp"]
+                    + ["iss"] * bool(self._issuer)
+                    + ["aud"] * bool(self._audience),
                     "verify_aud": self._audience is not None,
                 },
             )

@@ -11,7 +11,9 @@ from ..conftest import KV
 
 
 def test_start_is_idempotent_and_finds_the_running_node(node: str) -> None:
-    again = subprocess.run([KV, "cassandra", "start", "--timeout", "20"], capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [KV, "cassandra", "start", "--timeout", "20"], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     assert "node1" in again.stdout and "127.0.0.1:9042" in again.stdout
     assert ("running" in again.stdout) or ("external" in again.stdout)

@@ -17,7 +17,9 @@ from ..conftest import KV
 
 @pytest.fixture
 def scratch(settings: Settings):  # type: ignore[no-untyped-def]
-    scratch_settings = settings.model_copy(update={"keyspace": f"kv_scratch_{secrets.token_hex(4)}"})
+    scratch_settings = settings.model_copy(
+        update={"keyspace": f"kv_scratch_{secrets.token_hex(4)}"}
+    )
     store = CassandraStore.open(scratch_settings)
     yield store
     store.execute(f"DROP KEYSPACE IF EXISTS {scratch_settings.keyspace}")
@@ -25,15 +27,21 @@ def scratch(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def test_apply_is_idempotent_and_reports_the_live_shape(scratch: CassandraStore) -> None:
-    first = scratch.apply_schema(dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1)
-    second = scratch.apply_schema(dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1)
+    first = scratch.apply_schema(
+        dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1
+    )
+    second = scratch.apply_schema(
+        dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1
+    )
     assert first == second == VectorSpec(8, Similarity.DOT_PRODUCT)
     assert scratch.load_schema() == VectorSpec(8, Similarity.DOT_PRODUCT)
 
 
 def test_another_dimension_is_a_clear_error(scratch: CassandraStore) -> None:
     scratch.apply_schema(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
-    with pytest.raises(SchemaMismatch, match=r"already exists as vector<float, 8>, not vector<float, 16>"):
+    with pytest.raises(
+        SchemaMismatch, match=r"already exists as vector<float, 8>, not vector<float, 16>"
+    ):
         scratch.apply_schema(dimension=16, similarity=Similarity.COSINE, replication_factor=1)
 
 
@@ -79,12 +87,28 @@ async def test_ann_query_returns_the_nearest_vectors(scratch: CassandraStore) ->
 
 
 def test_cli_schema_apply_says_what_differs(settings: Settings) -> None:
-    env = {"KV_KEYSPACE": f"kv_cli_{secrets.token_hex(4)}", "KV_STATE_DIR": str(settings.state_dir), "PATH": "/usr/bin:/bin"}
+    env = {
+        "KV_KEYSPACE": f"kv_cli_{secrets.token_hex(4)}",
+        "KV_STATE_DIR": str(settings.state_dir),
+        "PATH": "/usr/bin:/bin",
+    }
     try:
-        ok = subprocess.run([KV, "schema", "apply", "--dimension", "4"], capture_output=True, text=True, env=env, timeout=120)
+        ok = subprocess.run(
+            [KV, "schema", "apply", "--dimension", "4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert ok.returncode == 0, ok.stderr
         assert "content_features vector<float, 4>, cosine similarity" in ok.stdout
-        bad = subprocess.run([KV, "schema", "apply", "--dimension", "5"], capture_output=True, text=True, env=env, timeout=120)
+        bad = subprocess.run(
+            [KV, "schema", "apply", "--dimension", "5"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert bad.returncode == 1
         assert "already exists as vector<float, 4>, not vector<float, 5>" in bad.stderr
     finally:

@@ -23,19 +23,26 @@ async def test_64_concurrent_vector_writes_all_succeed(
     store.insert_videos(videos)
     vectors = rng.standard_normal((64, spec.dimension)).astype(np.float32)
     await asyncio.gather(
-        *(store.set_content_features(v.videoid, pack_vector(x.tolist(), spec)) for v, x in zip(videos, vectors, strict=True))
+        *(
+            store.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
+            for v, x in zip(videos, vectors, strict=True)
+        )
     )
     for video, vector in zip(videos, vectors, strict=True):
         row = store.read_video(video.videoid)
         assert row is not None and row["content_features"] == vector.tolist()
 
 
-async def test_an_unknown_video_gets_no_ghost_row(store: CassandraStore, rng: np.random.Generator) -> None:
+async def test_an_unknown_video_gets_no_ghost_row(
+    store: CassandraStore, rng: np.random.Generator
+) -> None:
     spec = store.spec
     assert spec is not None
     missing = uuid.uuid4()
     with pytest.raises(VideoNotFound):
-        await store.set_content_features(missing, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec))
+        await store.set_content_features(
+            missing, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec)
+        )
     assert store.read_video(missing) is None
 
 
@@ -47,5 +54,7 @@ async def test_a_deleted_video_is_not_resurrected(
     video = new_video()
     store.execute(f"DELETE FROM {store.keyspace}.videos WHERE videoid = %s", (video.videoid,))
     with pytest.raises(VideoNotFound):
-        await store.set_content_features(video.videoid, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec))
+        await store.set_content_features(
+            video.videoid, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec)
+        )
     assert store.read_video(video.videoid) is None

@@ -25,7 +25,9 @@ def bearer(token: str) -> str:
 
 def test_a_creator_token_is_authorized(tmp_path: Path) -> None:
     s = hs_settings(tmp_path)
-    principal = TokenVerifier(s).authorize(bearer(mint_token(s, roles=[CREATOR], subject="u1")), role=CREATOR)
+    principal = TokenVerifier(s).authorize(
+        bearer(mint_token(s, roles=[CREATOR], subject="u1")), role=CREATOR
+    )
     assert principal.subject == "u1" and CREATOR in principal.roles
 
 
@@ -46,7 +48,9 @@ def test_a_token_without_the_role_is_forbidden(tmp_path: Path) -> None:
         ("Bearer abc", "malformed"),
     ],
 )
-def test_missing_or_malformed_tokens_are_unauthenticated(tmp_path: Path, header: str | None, message: str) -> None:
+def test_missing_or_malformed_tokens_are_unauthenticated(
+    tmp_path: Path, header: str | None, message: str
+) -> None:
     with pytest.raises(Unauthenticated, match=message):
         TokenVerifier(hs_settings(tmp_path)).authenticate(header)
 
@@ -98,7 +102,9 @@ def test_issuer_and_audience_are_checked_when_configured(tmp_path: Path) -> None
     s = hs_settings(tmp_path, jwt_issuer="killrvideo", jwt_audience="reco")
     verifier = TokenVerifier(s)
     verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
-    other = jwt.encode({"roles": [CREATOR], "exp": time.time() + 60, "iss": "evil", "aud": "reco"}, SECRET)
+    other = jwt.encode(
+        {"roles": [CREATOR], "exp": time.time() + 60, "iss": "evil", "aud": "reco"}, SECRET
+    )
     with pytest.raises(Unauthenticated, match="not for this service"):
         verifier.authenticate(bearer(other))
     missing = jwt.encode({"roles": [CREATOR], "exp": time.time() + 60}, SECRET)
@@ -108,16 +114,37 @@ def test_issuer_and_audience_are_checked_when_configured(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
 def test_public_key_algorithms(tmp_path: Path, algorithm: str) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if algorithm == "RS256" else ec.generate_private_key(ec.SECP256R1())
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if algorithm == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     private = tmp_path / "private.pem"
     public = tmp_path / "public.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    s = Settings(jwt_algorithm=algorithm, jwt_public_key_file=public, jwt_private_key_file=private, state_dir=tmp_path)  # type: ignore[arg-type]
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    s = Settings(
+        jwt_algorithm=algorithm,
+        jwt_public_key_file=public,
+        jwt_private_key_file=private,
+        state_dir=tmp_path,
+    )  # type: ignore[arg-type]
     verifier = TokenVerifier(s)
     verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
     # An HS256 token signed with the public key as secret: the classic confusion attack.
-    confused = jwt.encode({"roles": [CREATOR], "exp": time.time() + 60}, "p" * 40, algorithm="HS256")
+    confused = jwt.encode(
+        {"roles": [CREATOR], "exp": time.time() + 60}, "p" * 40, algorithm="HS256"
+    )
     with pytest.raises(Unauthenticated, match=f"must be signed with {algorithm}"):
         verifier.authenticate(bearer(confused))
 
@@ -126,7 +153,9 @@ def test_the_local_dev_key_is_generated_once(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
     assert s.uses_local_dev_key
     token = mint_token(s, roles=[CREATOR])
-    assert TokenVerifier(Settings(state_dir=tmp_path)).authenticate(bearer(token)).roles == {CREATOR}
+    assert TokenVerifier(Settings(state_dir=tmp_path)).authenticate(bearer(token)).roles == {
+        CREATOR
+    }
     assert (tmp_path / "dev-jwt-secret").stat().st_mode & 0o777 == 0o600
 
 

@@ -26,10 +26,15 @@ def test_a_valid_body_becomes_a_command() -> None:
 
 
 def test_integers_are_numbers() -> None:
-    assert decode_ingest(body(vector=[1, -2, 3]), SPEC).vector == np.float32([1, -2, 3]).astype(">f4").tobytes()
+    assert (
+        decode_ingest(body(vector=[1, -2, 3]), SPEC).vector
+        == np.float32([1, -2, 3]).astype(">f4").tobytes()
+    )
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b'{"videoId": "x",}', b"\xff\xfe", b"[NaN]", b'{"vector": [NaN]}'])
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b'{"videoId": "x",}', b"\xff\xfe", b"[NaN]", b'{"vector": [NaN]}']
+)
 def test_malformed_json_is_400(raw: bytes) -> None:
     with pytest.raises(MalformedJSON, match="not valid JSON"):
         decode_ingest(raw, SPEC)
@@ -56,8 +61,14 @@ def test_malformed_json_is_400(raw: bytes) -> None:
         (body(vector=[]), "vector must not be empty: expected 3 numbers"),
         (body(vector=[0.1] * 4), r"vector has 4 values, expected 3"),
         (body(vector=[0, 0, 0]), "zero or near-zero"),
-        (b'{"videoId": "%s", "vector": [1, 1e999, 2]}' % VID.encode(), r"vector\[1\] is out of range"),
-        (b'{"videoId": "%s", "vector": [1, 2, 1%s]}' % (VID.encode(), b"0" * 400), r"vector\[2\] is out of range"),
+        (
+            b'{"videoId": "%s", "vector": [1, 1e999, 2]}' % VID.encode(),
+            r"vector\[1\] is out of range",
+        ),
+        (
+            b'{"videoId": "%s", "vector": [1, 2, 1%s]}' % (VID.encode(), b"0" * 400),
+            r"vector\[2\] is out of range",
+        ),
         (body(vector=[1, 2e20, 3]), r"vector\[1\] = 2e\+20 is out of bounds"),
     ],
 )
@@ -72,7 +83,13 @@ def test_vector_errors_echo_the_valid_video_id() -> None:
     assert info.value.video_id == VID
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 
 
 @given(st.lists(json_scalars, min_size=1, max_size=5))

@@ -45,7 +45,10 @@ def test_length_must_match_the_dimension(values: list[float], message: str) -> N
         (math.nan, r"vector\[2\] is nan: every value must be a finite number"),
         (math.inf, r"vector\[2\] is inf"),
         (-math.inf, r"vector\[2\] is -inf"),
-        (1e18, r"vector\[2\] = 1e\+18 is out of bounds: Cassandra refuses float32 values with \|value\| > 1e17"),
+        (
+            1e18,
+            r"vector\[2\] = 1e\+18 is out of bounds: Cassandra refuses float32 values with \|value\| > 1e17",
+        ),
         (-3.5e38, r"vector\[2\] = -3.5e\+38 is out of bounds"),
         (1e39, r"vector\[2\] = 1e\+39 is out of bounds"),  # beyond float32 altogether
     ],
@@ -63,7 +66,9 @@ def test_the_first_bad_index_is_reported() -> None:
 
 
 def test_cassandras_bound_itself_is_accepted() -> None:
-    assert unpack_vector(pack_vector([float(MAX_COMPONENT), 0, 0, -1e17], DOT4))[0] == float(MAX_COMPONENT)
+    assert unpack_vector(pack_vector([float(MAX_COMPONENT), 0, 0, -1e17], DOT4))[0] == float(
+        MAX_COMPONENT
+    )
 
 
 @pytest.mark.parametrize("values", [[0, 0, 0, 0], [1e-6, -1e-6, 0, 5e-7], [-0.0, 0.0, 1e-30, 0]])

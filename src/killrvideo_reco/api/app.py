@@ -26,13 +26,18 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.uses_local_dev_key:
             log.warning(
                 "using the local development JWT key in %s; set KV_JWT_SECRET or "
-                "KV_JWT_PUBLIC_KEY_FILE in production", settings.state_dir
+                "KV_JWT_PUBLIC_KEY_FILE in production",
+                settings.state_dir,
             )
         store = CassandraStore.open(settings)
         try:
             spec = store.load_schema()
-            log.info("ingesting %s vectors, %s similarity, into %s.videos",
-                     spec.cql_type, spec.similarity.value, settings.keyspace)
+            log.info(
+                "ingesting %s vectors, %s similarity, into %s.videos",
+                spec.cql_type,
+                spec.similarity.value,
+                settings.keyspace,
+            )
         except SchemaNotReady as exc:
             log.error("%s; ingest answers 503 until it exists", exc.message)
         app.state.services = Services(settings=settings, store=store, verifier=verifier)

@@ -8,6 +8,7 @@ message}``. 503s carry ``Retry-After``. Nothing the client sends can produce a
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -23,13 +24,19 @@ log = logging.getLogger(__name__)
 _encode = msgspec.json.encode
 
 
-def failure(status_code: int, message: str, *, video_id: str | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+def failure(
+    status_code: int,
+    message: str,
+    *,
+    video_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {"status": "failed", "message": message}
     if video_id is not None:
         body = {"videoId": video_id, **body}
-    return Response(_encode(body), status_code=status_code, headers=headers,
-                    media_type="application/json")
+    return Response(
+        _encode(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def install(app: FastAPI, *, retry_after_s: int) -> None:

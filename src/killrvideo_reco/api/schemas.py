@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 
 class IngestRequest(BaseModel):
-    videoId: UUID = Field(description="An existing video (canonical 8-4-4-4-12 form)")  # noqa: N815
+    videoId: UUID = Field(description="An existing video (canonical 8-4-4-4-12 form)")
     vector: list[float] = Field(
         description="The embedding: exactly N finite numbers, N being the dimension of "
         "the live vector<float, N> column (1536 by default); |value| <= 1e17 as float32; "
@@ -24,13 +24,15 @@ class IngestRequest(BaseModel):
 
 
 class IngestAccepted(BaseModel):
-    videoId: UUID  # noqa: N815
+    videoId: UUID
     status: Literal["accepted"]
     message: str
 
 
 class Failure(BaseModel):
-    videoId: UUID | None = Field(default=None, description="Present when the request named a valid one")  # noqa: N815
+    videoId: UUID | None = Field(
+        default=None, description="Present when the request named a valid one"
+    )
     status: Literal["failed"]
     message: str = Field(description="What was wrong, human-readable")
 

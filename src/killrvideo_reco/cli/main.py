@@ -6,7 +6,7 @@ import logging
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -15,7 +15,12 @@ from ..devnode import DevCluster, DevClusterConfig, NodeError
 from ..domain.vectors import Similarity
 from ..errors import RecoError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="KillrVideo recommendation ingest.")
+if TYPE_CHECKING:
+    from ..domain.videos import Video
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="KillrVideo recommendation ingest."
+)
 cassandra_app = typer.Typer(no_args_is_help=True, help="Local Apache Cassandra 5.0 nodes.")
 schema_app = typer.Typer(no_args_is_help=True, help="The killrvideo schema.")
 videos_app = typer.Typer(no_args_is_help=True, help="Video rows (normally made by the catalogue).")
@@ -31,7 +36,7 @@ def _settings() -> Settings:
         _fail(exc.message)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -65,7 +70,9 @@ def cassandra_start(
         typer.echo(exc.log_tail, err=True)
         _fail(str(exc))
     for s in statuses:
-        typer.echo(f"{s.name} {s.state} at {s.address}:{s.port}" + (f" (pid {s.pid})" if s.pid else ""))
+        typer.echo(
+            f"{s.name} {s.state} at {s.address}:{s.port}" + (f" (pid {s.pid})" if s.pid else "")
+        )
 
 
 @cassandra_app.command("stop")
@@ -98,7 +105,9 @@ def _release_version(settings: Settings, contact_points: list[str]) -> str | Non
     from ..storage import CassandraStore
 
     try:
-        store = CassandraStore.open(settings.model_copy(update={"contact_points": ",".join(contact_points)}))
+        store = CassandraStore.open(
+            settings.model_copy(update={"contact_points": ",".join(contact_points)})
+        )
     except RecoError:
         return None
     try:
@@ -111,7 +120,9 @@ def _release_version(settings: Settings, contact_points: list[str]) -> str | Non
 @schema_app.command("apply")
 def schema_apply(
     dimension: Annotated[int, typer.Option(min=1, max=8192, help="Vector dimension N")] = 1536,
-    similarity: Annotated[Similarity, typer.Option(help="SAI similarity function")] = Similarity.COSINE,
+    similarity: Annotated[
+        Similarity, typer.Option(help="SAI similarity function")
+    ] = Similarity.COSINE,
     replication_factor: Annotated[int, typer.Option(min=1, help="Replicas in the local DC")] = 1,
 ) -> None:
     """Create keyspace, videos table and SAI vector index; idempotent."""
@@ -128,8 +139,10 @@ def schema_apply(
             store.close()
     except RecoError as exc:
         _fail(exc.message)
-    typer.echo(f"{settings.keyspace}.videos: content_features {spec.cql_type}, "
-               f"{spec.similarity.value} similarity")
+    typer.echo(
+        f"{settings.keyspace}.videos: content_features {spec.cql_type}, "
+        f"{spec.similarity.value} similarity"
+    )
 
 
 @videos_app.command("add")
@@ -157,14 +170,16 @@ def videos_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False
 
     try:
         with file.open("rb") as fh:
-            videos = [parse_video_line(line, lineno=n) for n, line in enumerate(fh, 1) if line.strip()]
+            videos = [
+                parse_video_line(line, lineno=n) for n, line in enumerate(fh, 1) if line.strip()
+            ]
         count = _insert(_settings(), videos)
     except RecoError as exc:
         _fail(exc.message)
     typer.echo(f"inserted {count} videos", err=True)
 
 
-def _insert(settings: Settings, videos: list["Video"]) -> int:  # noqa: F821, UP037
+def _insert(settings: Settings, videos: list[Video]) -> int:
     from ..storage import CassandraStore
 
     store = CassandraStore.open(settings)
@@ -178,13 +193,17 @@ def _insert(settings: Settings, videos: list["Video"]) -> int:  # noqa: F821, UP
 def token(
     role: Annotated[list[str], typer.Option(help="Role to grant; repeat for several")],
     sub: Annotated[uuid.UUID | None, typer.Option(help="Subject (user id)")] = None,
-    ttl: Annotated[int, typer.Option(help="Seconds of validity; negative mints an expired token")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(help="Seconds of validity; negative mints an expired token")
+    ] = 3600,
 ) -> None:
     """Print a signed bearer token."""
     from ..auth import mint_token
 
     try:
-        typer.echo(mint_token(_settings(), roles=role, subject=str(sub) if sub else None, ttl_s=ttl))
+        typer.echo(
+            mint_token(_settings(), roles=role, subject=str(sub) if sub else None, ttl_s=ttl)
+        )
     except RecoError as exc:
         _fail(exc.message)
 
@@ -199,8 +218,11 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     uvicorn.run(
         "killrvideo_reco.api.app:app_from_env",
         factory=True,

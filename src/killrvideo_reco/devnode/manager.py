@@ -151,7 +151,9 @@ class DevCluster:
         Idempotent: a node that already answers (ours or not) is left alone, and
         one that is still starting is waited for.
         """
-        lib_dir = ensure_cassandra_jars(version=self.config.version, cache_dir=self.config.cache_dir)
+        lib_dir = ensure_cassandra_jars(
+            version=self.config.version, cache_dir=self.config.cache_dir
+        )
         deadline = time.monotonic() + timeout_s
         with self._lock():
             seed, *others = self.layouts
@@ -199,7 +201,9 @@ class DevCluster:
             # Not _our_pid: just after the fork the child may not have exec'd java yet.
             pid = self._recorded_pid(layout)
             if pid is None or not _pid_alive(pid):
-                raise NodeError(f"{layout.name} exited during start-up", log_tail=self.log_tail(layout))
+                raise NodeError(
+                    f"{layout.name} exited during start-up", log_tail=self.log_tail(layout)
+                )
             if self._log_contains(layout, _READY_LINE, log_offset) and _port_open(
                 layout.address, layout.native_port
             ):

@@ -26,7 +26,7 @@ _VECTOR_INDEX = re.compile(r"^\$\[\.\.\.\]\[(\d+)\]$")
 
 
 class IngestBody(msgspec.Struct, forbid_unknown_fields=True):
-    videoId: str  # noqa: N815 - the wire name the spec gives
+    videoId: str
     vector: list[float]
 
 
@@ -43,7 +43,9 @@ def parse_video_id(value: object) -> UUID:
     """A videoId in canonical 8-4-4-4-12 form; braces, URNs and bare hex are refused."""
     if not isinstance(value, str) or not _UUID.match(value):
         shown = value if isinstance(value, str) else _json_kind(value)
-        raise InvalidRequest(f"videoId must be a UUID like 550e8400-e29b-41d4-a716-446655440000, got {shown!r}")
+        raise InvalidRequest(
+            f"videoId must be a UUID like 550e8400-e29b-41d4-a716-446655440000, got {shown!r}"
+        )
     return UUID(value)
 
 
@@ -83,7 +85,9 @@ def _explain(body: bytes, spec: VectorSpec) -> None:
             raise InvalidRequest(f"missing required field {name!r}")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}: the body takes only videoId and vector")
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}: the body takes only videoId and vector"
+        )
     video_id = parse_video_id(raw["videoId"])
     try:
         _explain_vector(raw["vector"], spec)
@@ -100,9 +104,7 @@ def _explain_vector(vector: Any, spec: VectorSpec) -> None:
         )
     for index, item in enumerate(vector):
         if isinstance(item, bool) or not isinstance(item, int | float):
-            raise InvalidRequest(
-                f"vector[{index}] must be a number, got {_json_kind(item)}"
-            )
+            raise InvalidRequest(f"vector[{index}] must be a number, got {_json_kind(item)}")
         try:
             float(item)
         except OverflowError:

@@ -60,8 +60,7 @@ def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
         raise InvalidVector(f"vector must not be empty: expected {spec.dimension} numbers")
     if n != spec.dimension:
         raise InvalidVector(
-            f"vector has {n} values, expected {spec.dimension} "
-            f"(the index is {spec.cql_type})"
+            f"vector has {n} values, expected {spec.dimension} (the index is {spec.cql_type})"
         )
     wide = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -92,4 +91,5 @@ def _out_of_bounds(value: float, index: int) -> str:
 
 def unpack_vector(blob: bytes) -> list[float]:
     """The inverse of :func:`pack_vector`, for reading a stored vector back."""
-    return np.frombuffer(blob, dtype=_BIG_ENDIAN_F32).astype(np.float64).tolist()
+    values: list[float] = np.frombuffer(blob, dtype=_BIG_ENDIAN_F32).astype(np.float64).tolist()
+    return values

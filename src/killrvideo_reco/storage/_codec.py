@@ -22,7 +22,9 @@ class _PackedFloatVector(VectorType):  # type: ignore[misc]
     def serialize(cls, v: Any, protocol_version: int) -> bytes:
         if isinstance(v, bytes | bytearray | memoryview):
             if len(v) != 4 * cls.vector_size:
-                raise ValueError(f"packed vector has {len(v)} bytes, expected {4 * cls.vector_size}")
+                raise ValueError(
+                    f"packed vector has {len(v)} bytes, expected {4 * cls.vector_size}"
+                )
             return bytes(v)
         return super().serialize(v, protocol_version)  # type: ignore[no-any-return]
 

@@ -138,7 +138,10 @@ def run_async(session: Session, statement: Any, parameters: Any = None) -> async
         future.set_exception(translate(exc))
         return future
     response.add_callbacks(
-        _hop, _hop, callback_args=(loop, future, _set_result), errback_args=(loop, future, _set_error)
+        _hop,
+        _hop,
+        callback_args=(loop, future, _set_result),
+        errback_args=(loop, future, _set_error),
     )
     return future
 

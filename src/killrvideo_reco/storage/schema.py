@@ -11,6 +11,9 @@ from ..errors import SchemaMismatch, SchemaNotReady
 TABLE = "videos"
 VECTOR_COLUMN = "content_features"
 INDEX = "videos_content_features_idx"
+# DDL waits for schema agreement, and start-up should not fail on a slow first
+# read: administrative statements get a longer timeout than ingest requests.
+ADMIN_TIMEOUT_S = 30.0
 _VECTOR_TYPE = re.compile(r"^vector<float,\s*(\d+)>$")
 
 
@@ -44,6 +47,7 @@ def _column_dimension(session: Any, keyspace: str) -> int | None:
         "SELECT type FROM system_schema.columns "
         "WHERE keyspace_name = %s AND table_name = %s AND column_name = %s",
         (keyspace, TABLE, VECTOR_COLUMN),
+        timeout=ADMIN_TIMEOUT_S,
     ).one()
     if row is None:
         return None
@@ -58,6 +62,7 @@ def _index_similarity(session: Any, keyspace: str) -> Similarity | None:
         "SELECT options FROM system_schema.indexes "
         "WHERE keyspace_name = %s AND table_name = %s AND index_name = %s",
         (keyspace, TABLE, INDEX),
+        timeout=ADMIN_TIMEOUT_S,
     ).one()
     if row is None:
         return None
@@ -91,12 +96,15 @@ def apply_schema(
     similarity, is reported as SchemaMismatch: changing either is a migration
     of every stored vector, not something `apply` may do behind your back.
     """
-    local_dc = session.execute("SELECT data_center FROM system.local").one()[0]
+    local_dc = session.execute(
+        "SELECT data_center FROM system.local", timeout=ADMIN_TIMEOUT_S
+    ).one()[0]
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
-        f"{{'class': 'NetworkTopologyStrategy', '{local_dc}': {replication_factor}}}"
+        f"{{'class': 'NetworkTopologyStrategy', '{local_dc}': {replication_factor}}}",
+        timeout=ADMIN_TIMEOUT_S,
     )
-    session.execute(_table_ddl(keyspace, dimension))
+    session.execute(_table_ddl(keyspace, dimension), timeout=ADMIN_TIMEOUT_S)
     existing = _column_dimension(session, keyspace)
     if existing != dimension:
         raise SchemaMismatch(
@@ -104,7 +112,7 @@ def apply_schema(
             f"not vector<float, {dimension}>; changing the dimension means "
             "re-embedding every video (see the README)"
         )
-    session.execute(_index_ddl(keyspace, similarity))
+    session.execute(_index_ddl(keyspace, similarity), timeout=ADMIN_TIMEOUT_S)
     live = read_vector_spec(session, keyspace)
     if live.similarity is not similarity:
         raise SchemaMismatch(

@@ -140,7 +140,9 @@ class CassandraStore:
         """The whole row as a dict (content_features as floats), or None."""
         try:
             result = self._session.execute(
-                f"SELECT * FROM {self.keyspace}.{schema.TABLE} WHERE videoid = %s", (video_id,)
+                f"SELECT * FROM {self.keyspace}.{schema.TABLE} WHERE videoid = %s",
+                (video_id,),
+                timeout=schema.ADMIN_TIMEOUT_S,
             )
         except Exception as exc:
             raise _driver.translate(exc) from exc
@@ -150,6 +152,6 @@ class CassandraStore:
     def execute(self, cql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
         """Run one CQL statement synchronously (CLI and tests)."""
         try:
-            return list(self._session.execute(cql, parameters))
+            return list(self._session.execute(cql, parameters, timeout=schema.ADMIN_TIMEOUT_S))
         except Exception as exc:
             raise _driver.translate(exc) from exc

@@ -26,8 +26,9 @@ def _check_media_type(content_type: str | None) -> None:
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
+        got = content_type or "none"
         raise UnsupportedMediaType(
-            f"the body must be JSON (Content-Type: application/json), got {content_type or 'none'!r}"
+            f"the body must be JSON (Content-Type: application/json), got {got!r}"
         )
     charset = params.partition("charset=")[2].strip().strip('"').lower()
     if charset and charset not in ("utf-8", "utf8"):

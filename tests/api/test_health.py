@@ -1,0 +1,107 @@
+"""Health, readiness, OpenAPI, and Cassandra trouble answered with 503."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from fastapi.testclient import TestClient
+
+from killrvideo_reco.api import create_app
+from killrvideo_reco.config import Settings
+from killrvideo_reco.domain.vectors import Similarity
+from killrvideo_reco.domain.videos import Video
+from killrvideo_reco.storage import CassandraStore
+
+from ..conftest import DIM
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_reports_the_live_schema(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "dimension": DIM, "similarity": "cosine"}
+
+
+def test_without_schema_the_service_is_not_ready_until_it_is_applied(
+    settings: Settings, creator_headers: dict[str, str]
+) -> None:
+    fresh = settings.model_copy(update={"keyspace": f"kv_late_{secrets.token_hex(4)}"})
+    store = CassandraStore.open(fresh)
+    try:
+        with TestClient(create_app(fresh)) as client:
+            not_ready = client.get("/readyz")
+            assert (
+                not_ready.status_code == 503
+                and "kv-reco schema apply" in not_ready.json()["message"]
+            )
+            body = {"videoId": str(uuid.uuid4()), "vector": [0.1] * 8}
+            refused = client.post("/api/v1/reco/ingest", json=body, headers=creator_headers)
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+            store.apply_schema(dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1)
+            assert client.get("/readyz").json() == {
+                "status": "ready",
+                "dimension": 8,
+                "similarity": "dot_product",
+            }
+            video = Video(name="late")
+            store.insert_videos([video])
+            # The dimension comes from the live schema, not from code: 8 here.
+            ok = client.post(
+                "/api/v1/reco/ingest",
+                json={"videoId": str(video.videoid), "vector": [0.5] * 8},
+                headers=creator_headers,
+            )
+            assert ok.status_code == 202, ok.text
+            wrong = client.post(
+                "/api/v1/reco/ingest",
+                json={"videoId": str(video.videoid), "vector": [0.5] * DIM},
+                headers=creator_headers,
+            )
+            assert (
+                wrong.json()["message"]
+                == f"vector has {DIM} values, expected 8 (the index is vector<float, 8>)"
+            )
+    finally:
+        store.execute(f"DROP KEYSPACE IF EXISTS {fresh.keyspace}")
+        store.close()
+
+
+def test_a_cassandra_timeout_is_503_with_retry_after_and_counted(
+    settings: Settings, store: CassandraStore, video: Video, creator_headers: dict[str, str]
+) -> None:
+    # A request timeout far below any real round trip: the driver gives up
+    # (OperationTimedOut) against the real node.
+    hasty = settings.model_copy(update={"request_timeout_s": 1e-6, "retry_after_s": 7})
+    with TestClient(create_app(hasty)) as client:
+        body = {"videoId": str(video.videoid), "vector": [0.1] * DIM}
+        response = client.post("/api/v1/reco/ingest", json=body, headers=creator_headers)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "7"
+        assert response.json()["status"] == "failed"
+        assert "Cassandra is unavailable (OperationTimedOut)" in response.json()["message"]
+        metrics = client.get("/metrics").text
+        assert 'kv_reco_cassandra_errors_total{kind="OperationTimedOut"}' in metrics
+        assert 'kv_reco_ingest_requests_total{status="503"}' in metrics
+
+
+def test_openapi_documents_every_response_of_the_endpoint(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/v1/reco/ingest"]["post"]
+    assert set(operation["responses"]) >= {
+        "202",
+        "400",
+        "401",
+        "403",
+        "404",
+        "413",
+        "415",
+        "422",
+        "503",
+    }
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["required"]) == {"videoId", "vector"}
+    assert client.get("/docs").status_code == 200
