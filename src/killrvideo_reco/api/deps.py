@@ -18,6 +18,8 @@ class Services:
     verifier: TokenVerifier
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread pool,
+    # which costs two thread hops on every request.
     svc: Services = request.app.state.services
     return svc

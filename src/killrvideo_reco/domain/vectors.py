@@ -13,7 +13,9 @@ refuse is refused here, before a write is attempted or acknowledged:
 
 from __future__ import annotations
 
+import functools
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -62,7 +64,8 @@ def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
         raise InvalidVector(
             f"vector has {n} values, expected {spec.dimension} (the index is {spec.cql_type})"
         )
-    wide = np.asarray(values, dtype=np.float64)
+    # struct packs a list of Python floats about twice as fast as np.asarray.
+    wide = np.frombuffer(_native_doubles(n).pack(*values), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         narrow = wide.astype(np.float32)
         magnitude = np.abs(narrow)
@@ -78,6 +81,11 @@ def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
             "cosine similarity cannot index it; send a non-zero embedding"
         )
     return narrow.astype(_BIG_ENDIAN_F32).tobytes()
+
+
+@functools.lru_cache(maxsize=16)
+def _native_doubles(n: int) -> struct.Struct:
+    return struct.Struct(f"={n}d")
 
 
 def _out_of_bounds(value: float, index: int) -> str:
