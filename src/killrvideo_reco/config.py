@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     consistency: str = "LOCAL_QUORUM"
     request_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Writes in flight to Cassandra per process. A node indexes only a few
+    # vectors at once (concurrent_writes = cores); more in flight only queue
+    # inside it and stretch every latency.
+    max_in_flight: Annotated[int, Field(ge=1)] = 16
+    # How long a request may wait for a free slot before it gets 503.
+    queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256

@@ -52,7 +52,7 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
             # The dimension comes from the live schema, not from code: 8 here.
             ok = client.post(
                 "/api/v1/reco/ingest",
-                json={"videoId": str(video.videoid), "vector": [0.5] * 8},
+                json={"videoId": str(video.videoid), "vector": [8**-0.5] * 8},
                 headers=creator_headers,
             )
             assert ok.status_code == 202, ok.text

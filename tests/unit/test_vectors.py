@@ -17,6 +17,7 @@ from killrvideo_reco.errors import InvalidVector
 
 COSINE4 = VectorSpec(4, Similarity.COSINE)
 DOT4 = VectorSpec(4, Similarity.DOT_PRODUCT)
+EUCLID4 = VectorSpec(4, Similarity.EUCLIDEAN)
 finite32 = st.floats(
     min_value=-float(MAX_COMPONENT), max_value=float(MAX_COMPONENT), allow_nan=False, width=32
 )
@@ -66,7 +67,7 @@ def test_the_first_bad_index_is_reported() -> None:
 
 
 def test_cassandras_bound_itself_is_accepted() -> None:
-    assert unpack_vector(pack_vector([float(MAX_COMPONENT), 0, 0, -1e17], DOT4))[0] == float(
+    assert unpack_vector(pack_vector([float(MAX_COMPONENT), 0, 0, -1e17], EUCLID4))[0] == float(
         MAX_COMPONENT
     )
 
@@ -80,12 +81,12 @@ def test_cosine_refuses_zero_and_near_zero_vectors(values: list[float]) -> None:
 def test_near_zero_threshold_matches_cassandra() -> None:
     # Cassandra: effectively zero when every float32 component is within [-1e-6, 1e-6].
     pack_vector([0, 0, 0, 1.1e-6], COSINE4)
-    assert pack_vector([0, 0, 0, 0], DOT4) == bytes(16)
+    assert pack_vector([0, 0, 0, 0], EUCLID4) == bytes(16)
 
 
 @given(st.lists(finite32, min_size=4, max_size=4))
 def test_valid_vectors_round_trip_as_float32(values: list[float]) -> None:
-    spec = DOT4  # no zero rule, so every finite in-bounds vector is valid
+    spec = EUCLID4  # no zero or norm rule: every finite in-bounds vector is valid
     assert unpack_vector(pack_vector(values, spec)) == np.float32(values).tolist()
 
 
@@ -102,13 +103,28 @@ def test_accepted_iff_every_value_is_storable(values: list[float]) -> None:
     bad = [i for i, v in enumerate(values) if not storable(v)]
     if bad:
         with pytest.raises(InvalidVector) as info:
-            pack_vector(values, DOT4)
+            pack_vector(values, EUCLID4)
         assert info.value.index == bad[0]
     else:
-        assert pack_vector(values, DOT4) == np.asarray(values, dtype=">f4").tobytes()
+        assert pack_vector(values, EUCLID4) == np.asarray(values, dtype=">f4").tobytes()
 
 
 @given(st.lists(st.floats(min_value=-1e-6, max_value=1e-6), min_size=4, max_size=4))
 def test_cosine_refuses_every_vector_inside_the_epsilon_box(values: list[float]) -> None:
     with pytest.raises(InvalidVector, match="zero"):
         pack_vector(values, COSINE4)
+
+
+def test_dot_product_needs_unit_vectors() -> None:
+    pack_vector([0.6, 0.8, 0, 0], DOT4)
+    pack_vector([0.6, 0.8 + 9e-4, 0, 0], DOT4)  # within the documented tolerance
+    with pytest.raises(InvalidVector, match=r"vector has L2 norm 1.01, expected 1 ± 0.001"):
+        pack_vector([0.6 * 1.01, 0.8 * 1.01, 0, 0], DOT4)
+    with pytest.raises(InvalidVector, match="L2 norm 0, expected 1"):
+        pack_vector([0, 0, 0, 0], DOT4)
+
+
+@given(st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=4, max_size=4).filter(lambda v: any(abs(x) > 1e-3 for x in v)))
+def test_any_vector_normalised_is_accepted_under_dot_product(values: list[float]) -> None:
+    unit = np.asarray(values) / np.linalg.norm(values)
+    assert unpack_vector(pack_vector(unit.tolist(), DOT4)) == np.float32(unit).tolist()

@@ -9,6 +9,11 @@ refuse is refused here, before a write is attempted or acknowledged:
   overflow); values beyond float32's range fail this bound too;
 - under COSINE, a vector whose every float32 component lies in [-1e-6, 1e-6]
   is refused, as Cassandra's ``isEffectivelyZero`` refuses it.
+
+One rule is ours: under DOT_PRODUCT the vector must be unit-length (L2 norm
+within ``UNIT_NORM_TOLERANCE`` of 1). Cassandra accepts any vector there, but
+dot product only ranks like cosine for unit vectors; an unnormalised vector
+would silently skew every related-videos query it takes part in.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from ..errors import InvalidVector
 
 MAX_COMPONENT = np.float32(1e17)
 ZERO_EPSILON = np.float64(1e-6)
+# float32 rounding leaves a normalised 1536-dim embedding within ~1e-6 of 1;
+# 1e-3 accepts every honest unit vector and refuses unnormalised ones.
+UNIT_NORM_TOLERANCE = 1e-3
 _BIG_ENDIAN_F32 = np.dtype(">f4")
 
 
@@ -80,6 +88,14 @@ def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
             "vector is zero or near-zero (every |value| <= 1e-6): "
             "cosine similarity cannot index it; send a non-zero embedding"
         )
+    if spec.similarity is Similarity.DOT_PRODUCT:
+        exact = narrow.astype(np.float64)
+        norm = math.sqrt(float(exact @ exact))
+        if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+            raise InvalidVector(
+                f"vector has L2 norm {norm:.6g}, expected 1 ± {UNIT_NORM_TOLERANCE}: "
+                "dot_product similarity needs unit-length vectors (normalise it first)"
+            )
     return narrow.astype(_BIG_ENDIAN_F32).tobytes()
 
 

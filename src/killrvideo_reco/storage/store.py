@@ -19,6 +19,7 @@ from ..domain.videos import Video
 from ..errors import SchemaNotReady, VideoNotFound
 from . import _driver, schema
 from ._codec import bind_packed_vectors
+from ._limiter import InFlightLimiter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class CassandraStore:
         self._consistency = _driver.consistency(settings.consistency)
         self._serial = _driver.serial_consistency_for(settings.consistency)
         self._prepared: _Statements | None = None
+        self._limiter = InFlightLimiter(
+            limit=settings.max_in_flight, timeout_s=settings.queue_timeout_ms / 1000
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> CassandraStore:
@@ -102,9 +106,10 @@ class CassandraStore:
         prepared = self._prepared
         if prepared is None:
             raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
-        rows = await _driver.run_async(
-            self._session, prepared.set_features.bind((vector, video_id))
-        )
+        async with self._limiter:
+            rows = await _driver.run_async(
+                self._session, prepared.set_features.bind((vector, video_id))
+            )
         if not rows or not rows[0][0]:
             raise VideoNotFound(f"video {video_id} does not exist")
 
