@@ -42,8 +42,18 @@ lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-latency: schema ## Sequential ingest latency, service vs driver (needs `make run` elsewhere)
+latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: service vs driver alone
 	$(BIN)/python bench/ingest_latency.py --requests 1000
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk))
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: cassandra-up $(BENCH_STAMP) ## Micro-benchmark, then service vs ceiling vs naive under wrk (about 6 min)
+	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/run.py
 
 clean: ## Remove the virtualenv (the node's data and the jar cache stay)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

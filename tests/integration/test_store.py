@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
+from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import pack_vector
 from killrvideo_reco.domain.videos import Video
-from killrvideo_reco.config import Settings
 from killrvideo_reco.errors import StorageUnavailable, VideoNotFound
 from killrvideo_reco.storage import CassandraStore
 
@@ -74,14 +74,19 @@ async def test_a_deleted_video_is_not_resurrected(
 async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     settings: Settings, rng: np.random.Generator
 ) -> None:
-    store = CassandraStore.open(settings.model_copy(update={"max_in_flight": 2, "queue_timeout_ms": 0}))
+    store = CassandraStore.open(
+        settings.model_copy(update={"max_in_flight": 2, "queue_timeout_ms": 0})
+    )
     try:
         spec = store.load_schema()
         videos = [Video(name=f"overload {i}") for i in range(12)]
         store.insert_videos(videos)
         vectors = rng.standard_normal((12, spec.dimension))
         results = await asyncio.gather(
-            *(store.set_content_features(v.videoid, pack_vector(x.tolist(), spec)) for v, x in zip(videos, vectors, strict=True)),
+            *(
+                store.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
+                for v, x in zip(videos, vectors, strict=True)
+            ),
             return_exceptions=True,
         )
     finally:
@@ -89,6 +94,8 @@ async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     refused = [r for r in results if isinstance(r, StorageUnavailable)]
     assert all(r is None or isinstance(r, StorageUnavailable) for r in results), results
     assert len(refused) == 10  # two slots, no waiting: the other ten are turned away at once
-    assert all(r.kind == "Overloaded" and "2 writes are already in flight" in r.message for r in refused)
+    assert all(
+        r.kind == "Overloaded" and "2 writes are already in flight" in r.message for r in refused
+    )
     written = [v for v, r in zip(videos, results, strict=True) if r is None]
     assert len(written) == 2

@@ -124,7 +124,11 @@ def test_dot_product_needs_unit_vectors() -> None:
         pack_vector([0, 0, 0, 0], DOT4)
 
 
-@given(st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=4, max_size=4).filter(lambda v: any(abs(x) > 1e-3 for x in v)))
+@given(
+    st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=4, max_size=4).filter(
+        lambda v: any(abs(x) > 1e-3 for x in v)
+    )
+)
 def test_any_vector_normalised_is_accepted_under_dot_product(values: list[float]) -> None:
     unit = np.asarray(values) / np.linalg.norm(values)
     assert unpack_vector(pack_vector(unit.tolist(), DOT4)) == np.float32(unit).tolist()

@@ -164,6 +164,9 @@ def cassandra_yaml(layout: NodeLayout, *, seed: str, concurrent_writes: int) -> 
         "write_request_timeout: 2000ms",
         "read_request_timeout: 2000ms",
         "cas_contention_timeout: 1000ms",
+        # A dev node: DROP and TRUNCATE need not flush and snapshot first (a flush
+        # builds the on-disk vector index, which takes tens of seconds).
+        "auto_snapshot: false",
         "authenticator: AllowAllAuthenticator",
         "authorizer: AllowAllAuthorizer",
         "start_native_transport: true",

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Settings
 from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
-from ..errors import SchemaNotReady, VideoNotFound
+from ..errors import SchemaMismatch, SchemaNotReady, VideoNotFound
 from . import _driver, schema
 from ._codec import bind_packed_vectors
 from ._limiter import InFlightLimiter
@@ -77,10 +77,15 @@ class CassandraStore:
         """
         try:
             spec = schema.read_vector_spec(self._session, self.keyspace)
+        except (SchemaNotReady, SchemaMismatch):
+            raise
         except Exception as exc:
-            if isinstance(exc, SchemaNotReady):
-                raise
             raise _driver.translate(exc) from exc
+        self.prepare_writes(spec)
+        return spec
+
+    def prepare_writes(self, spec: VectorSpec) -> None:
+        """Prepare the ingest statement for ``spec`` (load_schema does this)."""
         # IF EXISTS makes the existence check and the write one atomic step (a
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
@@ -93,7 +98,6 @@ class CassandraStore:
         stmt.serial_consistency_level = self._serial
         stmt.is_idempotent = True  # same vector, same outcome: safe to retry
         self._prepared = _Statements(set_features=stmt, spec=spec)
-        return spec
 
     @property
     def spec(self) -> VectorSpec | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import msgspec
@@ -12,7 +13,7 @@ from ...auth import CREATOR
 from ...domain.ingest import decode_ingest
 from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
 from ..deps import Services, services
-from ..metrics import INGESTS
+from ..metrics import ACCEPTED_SECONDS, INGESTS
 from ..schemas import IngestAccepted, IngestRequest, failure_doc
 
 router = APIRouter()
@@ -81,6 +82,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     },
 )
 async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+    started = time.perf_counter()
     try:
         svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
         _check_media_type(request.headers.get("content-type"))
@@ -94,6 +96,7 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
         INGESTS.labels(exc.status_code).inc()
         raise
     INGESTS.labels(202).inc()
+    ACCEPTED_SECONDS.observe(time.perf_counter() - started)
     payload = {
         "videoId": str(command.video_id),
         "status": "accepted",

@@ -1,0 +1,88 @@
+"""CPU cost per 1536-dim vector of each stage of the hot path, with baselines.
+
+    python bench/micro.py
+
+Stages: decode (msgspec typed decode of the whole 32 KB body), validate + pack
+(float32 bounds, zero/norm rules, big-endian bytes), and the whole decode_ingest.
+Baselines in the same run: stdlib json.loads, pydantic model_validate_json of a
+list[float] body, and the driver's own VectorType.serialize. Ratios, not
+absolute times, are what compare across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import timeit
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+from cassandra.cqltypes import lookup_casstype
+from pydantic import BaseModel
+
+from killrvideo_reco.domain.ingest import _decoder, decode_ingest
+from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
+
+DIM = 1536
+
+
+class PydanticBody(BaseModel):
+    videoId: uuid.UUID
+    vector: list[float]
+
+
+def per_call_us(fn: Callable[[], object], number: int = 2000) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=7)) / number * 1e6
+
+
+def main() -> None:
+    rng = np.random.default_rng(7)
+    unit = rng.standard_normal(DIM)
+    unit /= np.linalg.norm(unit)
+    vector = unit.astype(np.float32).tolist()
+    body = json.dumps({"videoId": str(uuid.uuid4()), "vector": vector}).encode()
+    parsed = _decoder.decode(body)
+    driver_type = lookup_casstype(
+        f"org.apache.cassandra.db.marshal.VectorType(org.apache.cassandra.db.marshal.FloatType, {DIM})"
+    )
+    rows: list[tuple[str, float]] = []
+    for name, spec in (
+        ("cosine", VectorSpec(DIM, Similarity.COSINE)),
+        ("dot_product", VectorSpec(DIM, Similarity.DOT_PRODUCT)),
+    ):
+        rows.append(
+            (
+                f"validate+pack ({name})",
+                per_call_us(lambda spec=spec: pack_vector(parsed.vector, spec)),
+            )
+        )  # type: ignore[misc]
+    cosine = VectorSpec(DIM, Similarity.COSINE)
+    rows = [
+        ("decode (msgspec, typed)", per_call_us(lambda: _decoder.decode(body))),
+        *rows,
+        ("decode_ingest, all stages", per_call_us(lambda: decode_ingest(body, cosine))),
+    ]
+    baselines = [
+        ("json.loads (stdlib)", per_call_us(lambda: json.loads(body), 300)),
+        (
+            "pydantic model_validate_json",
+            per_call_us(lambda: PydanticBody.model_validate_json(body), 500),
+        ),
+        ("driver VectorType.serialize", per_call_us(lambda: driver_type.serialize(vector, 5), 500)),
+    ]
+    print(f"CPU per {DIM}-dim vector, {len(body)} byte body (best of 7)")
+    for name, us in rows + baselines:
+        print(f"  {name:<32}{us:8.1f} µs")
+    total = dict(rows)["decode_ingest, all stages"]
+    naive = (
+        dict(baselines)["pydantic model_validate_json"]
+        + dict(baselines)["driver VectorType.serialize"]
+    )
+    print(f"  ratio decode_ingest / (pydantic decode + driver serialize) = {total / naive:.2f}x")
+    print(
+        f"  ratio msgspec decode / json.loads = {dict(rows)['decode (msgspec, typed)'] / dict(baselines)['json.loads (stdlib)']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
