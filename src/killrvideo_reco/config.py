@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_in_flight: Annotated[int, Field(ge=1)] = 16
     # How long a request may wait for a free slot before it gets 503.
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
+    # Ingest writes over lean per-node connections on the event loop (see
+    # storage/_fastpath.py); false sends every write through the driver.
+    fast_path: bool = True
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256

@@ -40,10 +40,12 @@ def create_app(settings: Settings) -> FastAPI:
             )
         except SchemaNotReady as exc:
             log.error("%s; ingest answers 503 until it exists", exc.message)
+        await store.open_fast_path()
         app.state.services = Services(settings=settings, store=store, verifier=verifier)
         try:
             yield
         finally:
+            await store.close_fast_path()
             store.close()
 
     app = FastAPI(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,9 @@ from ..config import Settings
 from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
 from ..errors import SchemaMismatch, SchemaNotReady, VideoNotFound
-from . import _driver, schema
+from . import _driver, _wire, schema
 from ._codec import bind_packed_vectors
+from ._fastpath import FallBack, FastPath, routing
 from ._limiter import InFlightLimiter
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _Statements:
     set_features: Any
+    encoder: _wire.ExecuteEncoder  # the same statement, for the fast path
     spec: VectorSpec
 
 
@@ -41,6 +44,10 @@ class CassandraStore:
         self._limiter = InFlightLimiter(
             limit=settings.max_in_flight, timeout_s=settings.queue_timeout_ms / 1000
         )
+        self._settings = settings
+        self._fast: FastPath | None = None
+        # Which path each write took ("fast" or "driver"): visible in tests and metrics.
+        self.writes_by_path: Counter[str] = Counter()
 
     @classmethod
     def open(cls, settings: Settings) -> CassandraStore:
@@ -56,6 +63,26 @@ class CassandraStore:
 
     def close(self) -> None:
         self._cluster.shutdown()
+
+    async def open_fast_path(self) -> None:
+        """Send ingest writes over lean connections owned by the running loop.
+
+        Call it from the loop that will serve requests (the API lifespan does),
+        and close_fast_path() before that loop ends. Without it, or with
+        KV_FAST_PATH=false, every write goes through the driver.
+        """
+        if self._settings.fast_path and self._fast is None:
+            self._fast = FastPath(
+                port=self._settings.cassandra_port,
+                connect_timeout_s=self._settings.connect_timeout_s,
+                request_timeout_s=self._settings.request_timeout_s,
+                replicas_for=routing(self._cluster, self.keyspace),
+            )
+
+    async def close_fast_path(self) -> None:
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            await fast.aclose()
 
     # -- schema ------------------------------------------------------------------
 
@@ -97,7 +124,10 @@ class CassandraStore:
         stmt.consistency_level = self._consistency
         stmt.serial_consistency_level = self._serial
         stmt.is_idempotent = True  # same vector, same outcome: safe to retry
-        self._prepared = _Statements(set_features=stmt, spec=spec)
+        encoder = _wire.ExecuteEncoder(
+            query_id=stmt.query_id, consistency=self._consistency, serial_consistency=self._serial
+        )
+        self._prepared = _Statements(set_features=stmt, encoder=encoder, spec=spec)
 
     @property
     def spec(self) -> VectorSpec | None:
@@ -111,11 +141,28 @@ class CassandraStore:
         if prepared is None:
             raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
         async with self._limiter:
-            rows = await _driver.run_async(
-                self._session, prepared.set_features.bind((vector, video_id))
-            )
-        if not rows or not rows[0][0]:
+            if self._fast is not None:
+                key = video_id.bytes
+                try:
+                    cell = await self._fast.execute(prepared.encoder, (vector, key), key)
+                except FallBack:
+                    applied = await self._set_with_driver(prepared, video_id, vector)
+                else:
+                    self.writes_by_path["fast"] += 1
+                    applied = cell == b"\x01"
+            else:
+                applied = await self._set_with_driver(prepared, video_id, vector)
+        if not applied:
             raise VideoNotFound(f"video {video_id} does not exist")
+
+    async def _set_with_driver(
+        self, prepared: _Statements, video_id: uuid.UUID, vector: bytes
+    ) -> bool:
+        self.writes_by_path["driver"] += 1
+        rows = await _driver.run_async(
+            self._session, prepared.set_features.bind((vector, video_id))
+        )
+        return bool(rows and rows[0][0])
 
     async def ping(self) -> None:
         await _driver.run_async(self._session, "SELECT release_version FROM system.local")
