@@ -14,6 +14,7 @@ from ..errors import SchemaNotReady
 from ..storage import CassandraStore
 from . import errors
 from .deps import Services
+from .metrics import WRITES_BY_PATH
 from .routes import health, ingest
 
 log = logging.getLogger("killrvideo_reco")
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
         except SchemaNotReady as exc:
             log.error("%s; ingest answers 503 until it exists", exc.message)
         await store.open_fast_path()
+        WRITES_BY_PATH.stores.add(store)
         app.state.services = Services(settings=settings, store=store, verifier=verifier)
         try:
             yield

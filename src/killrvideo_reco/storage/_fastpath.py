@@ -35,7 +35,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, address: str, on_lost: Callable[[_Connection], None]) -> None:
         self.address = address
         self._on_lost = on_lost
-        self._transport: asyncio.Transport | None = None
+        self._transport: Any = None  # uvloop's transports are not asyncio.Transport
         self._buffer = bytearray()
         self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._next_stream = 0
@@ -44,7 +44,6 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:  # a vector frame is ~6 KiB: never wait on Nagle
