@@ -67,6 +67,7 @@ class Run:
     statuses: dict[str, int] = field(default_factory=dict)
     timeouts: int = 0
     accepted_p99_ms: float | None = None  # from the service's own histogram
+    reused_vectors: int = 0  # requests past the pool of fresh bodies (should be 0)
 
 
 # -- processes ------------------------------------------------------------------------
@@ -155,10 +156,11 @@ def http_run(
     ids_file: Path,
     token: str,
     duration: float,
+    pool: int,
 ) -> Run:
     hist0 = accepted_histogram(server.port) if impl == "service" else {}
     cpu0 = cpu_seconds(server.proc.pid)
-    result = wrk(server.port, c, ids_file=ids_file, token=token, duration=duration)
+    result = wrk(server.port, c, ids_file=ids_file, token=token, duration=duration, pool=pool)
     cpu = cpu_seconds(server.proc.pid) - cpu0
     accepted = int(result["statuses"].get("202", 0))
     run = Run(
@@ -174,6 +176,7 @@ def http_run(
         accepted=accepted,
         statuses=result["statuses"],
         timeouts=result["timeouts"],
+        reused_vectors=result["reused"],
     )
     if impl == "service":
         run.accepted_p99_ms = histogram_p99_ms(hist0, accepted_histogram(server.port))
@@ -270,6 +273,8 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
         for c in LEVELS:
             runs.append(asyncio.run(ceiling(store, spec, ids, c, DURATION, "ceiling")))
             report(runs[-1])
+        # Enough fresh bodies for a run at the ceiling's best rate, with room to spare.
+        pool = int(max(r.ingests_per_s for r in runs) * DURATION * 1.5) + 100
         port = free_port()
         service = Server([str(BIN / "kv-reco"), "serve", "--port", str(port)], env, port)
         try:
@@ -283,6 +288,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
                         ids_file=ids_file,
                         token=token,
                         duration=DURATION,
+                        pool=pool,
                     )
                 )
                 report(runs[-1])
@@ -295,6 +301,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
                 ids_file=ids_file,
                 token=token,
                 duration=DURATION,
+                pool=pool,
             )
             over.impl = "service-overload"
             runs.append(over)
@@ -317,7 +324,14 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
             for c in LEVELS:
                 runs.append(
                     http_run(
-                        "naive", spec, naive, c, ids_file=ids_file, token=token, duration=DURATION
+                        "naive",
+                        spec,
+                        naive,
+                        c,
+                        ids_file=ids_file,
+                        token=token,
+                        duration=DURATION,
+                        pool=pool,
                     )
                 )
                 report(runs[-1])
@@ -352,6 +366,7 @@ def report(r: Run) -> None:
     other = {k: v for k, v in r.statuses.items() if k != "202"}
     extra = f" other={other}" if other else ""
     extra += f" timeouts={r.timeouts}" if r.timeouts else ""
+    extra += f" REUSED-VECTORS={r.reused_vectors}" if r.reused_vectors else ""
     extra += f" accepted_p99<={r.accepted_p99_ms:.0f}ms" if r.accepted_p99_ms else ""
     print(
         f"{r.impl:<17}{r.similarity:<12}c={r.concurrency:<4}{r.ingests_per_s:8.1f}/s "

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Writes in flight to Cassandra per process. A node indexes only a few
     # vectors at once (concurrent_writes = cores); more in flight only queue
     # inside it and stretch every latency.
-    max_in_flight: Annotated[int, Field(ge=1)] = 16
+    max_in_flight: Annotated[int, Field(ge=1)] = 8
     # How long a request may wait for a free slot before it gets 503.
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
     # Ingest writes over lean per-node connections on the event loop (see

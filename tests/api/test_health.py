@@ -105,3 +105,46 @@ def test_openapi_documents_every_response_of_the_endpoint(client: TestClient) ->
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["required"]) == {"videoId", "vector"}
     assert client.get("/docs").status_code == 200
+
+
+async def test_overload_is_503_with_retry_after_never_500(
+    settings: Settings, store: CassandraStore, creator_headers: dict[str, str]
+) -> None:
+    import asyncio
+
+    import httpx2
+    import numpy as np
+
+    tight = settings.model_copy(
+        update={"max_in_flight": 1, "queue_timeout_ms": 0, "retry_after_s": 2}
+    )
+    app = create_app(tight)
+    videos = [Video(name=f"crowd {i}") for i in range(10)]
+    store.insert_videos(videos)
+    rng = np.random.default_rng()
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://kv") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/reco/ingest",
+                        json={
+                            "videoId": str(v.videoid),
+                            "vector": rng.standard_normal(DIM).tolist(),
+                        },
+                        headers=creator_headers,
+                    )
+                    for v in videos
+                )
+            )
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) == {202, 503}, codes
+    for r in responses:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "2"
+            assert "1 writes are already in flight" in r.json()["message"]
+    refused = {v.videoid for v, r in zip(videos, responses, strict=True) if r.status_code == 503}
+    for vid in refused:  # a refused request wrote nothing
+        row = store.read_video(vid)
+        assert row is not None and row["content_features"] is None

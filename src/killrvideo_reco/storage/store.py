@@ -135,25 +135,45 @@ class CassandraStore:
 
     # -- the hot path --------------------------------------------------------------
 
-    async def set_content_features(self, video_id: uuid.UUID, vector: bytes) -> None:
-        """Write only ``content_features`` of an existing video; VideoNotFound otherwise."""
+    def admission(self) -> InFlightLimiter:
+        """The bound on writes in flight, for callers that admit a request early.
+
+        The API takes a slot before it decodes a body, so that a request it must
+        refuse (503) costs next to nothing; it then writes with ``admitted=True``.
+        """
+        return self._limiter
+
+    async def set_content_features(
+        self, video_id: uuid.UUID, vector: bytes, *, admitted: bool = False
+    ) -> None:
+        """Write only ``content_features`` of an existing video; VideoNotFound otherwise.
+
+        Waits for a slot among KV_MAX_IN_FLIGHT unless the caller holds one
+        (``admitted``); StorageUnavailable (kind "Overloaded") if none frees in time.
+        """
         prepared = self._prepared
         if prepared is None:
             raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
-        async with self._limiter:
-            if self._fast is not None:
-                key = video_id.bytes
-                try:
-                    cell = await self._fast.execute(prepared.encoder, (vector, key), key)
-                except FallBack:
-                    applied = await self._set_with_driver(prepared, video_id, vector)
-                else:
-                    self.writes_by_path["fast"] += 1
-                    applied = cell == b"\x01"
-            else:
-                applied = await self._set_with_driver(prepared, video_id, vector)
+        if admitted:
+            applied = await self._write(prepared, video_id, vector)
+        else:
+            async with self._limiter:
+                applied = await self._write(prepared, video_id, vector)
         if not applied:
             raise VideoNotFound(f"video {video_id} does not exist")
+
+    async def _write(self, prepared: _Statements, video_id: uuid.UUID, vector: bytes) -> bool:
+        """Run the conditional UPDATE; True when the video existed (applied)."""
+        if self._fast is not None:
+            key = video_id.bytes
+            try:
+                cell = await self._fast.execute(prepared.encoder, (vector, key), key)
+            except FallBack:
+                pass
+            else:
+                self.writes_by_path["fast"] += 1
+                return cell == b"\x01"
+        return await self._set_with_driver(prepared, video_id, vector)
 
     async def _set_with_driver(
         self, prepared: _Statements, video_id: uuid.UUID, vector: bytes

@@ -90,8 +90,10 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
         spec = svc.store.spec
         if spec is None:
             raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
-        command = decode_ingest(body, spec)
-        await svc.store.set_content_features(command.video_id, command.vector)
+        # Admit before decoding: a request refused for overload costs next to nothing.
+        async with svc.store.admission():
+            command = decode_ingest(body, spec)
+            await svc.store.set_content_features(command.video_id, command.vector, admitted=True)
     except RecoError as exc:
         INGESTS.labels(exc.status_code).inc()
         raise
