@@ -114,9 +114,15 @@ class Server:
 
 
 def wrk(
-    port: int, concurrency: int, *, ids_file: Path, token: str, duration: float
+    port: int, concurrency: int, *, ids_file: Path, token: str, duration: float, pool: int
 ) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_IDS": str(ids_file), "BENCH_TOKEN": token, "BENCH_DIM": str(DIM)}
+    env = {
+        **os.environ,
+        "BENCH_IDS": str(ids_file),
+        "BENCH_TOKEN": token,
+        "BENCH_DIM": str(DIM),
+        "BENCH_POOL": str(pool),
+    }
     cmd = [
         "wrk", "-t1", f"-c{concurrency}", f"-d{duration:.0f}s", "--timeout", "10s",
         "-s", str(ROOT / "ingest.lua"), f"http://127.0.0.1:{port}",
@@ -301,7 +307,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
                 ids_file=ids_file,
                 token=token,
                 duration=DURATION,
-                pool=pool,
+                pool=4 * pool,  # refused requests use up bodies too
             )
             over.impl = "service-overload"
             runs.append(over)
