@@ -15,7 +15,7 @@ from ..storage import CassandraStore
 from . import errors
 from .deps import Services
 from .metrics import WRITES_BY_PATH
-from .routes import health, ingest
+from .routes import health, ingest, related
 
 log = logging.getLogger("killrvideo_reco")
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     errors.install(app, retry_after_s=settings.retry_after_s)
     app.include_router(ingest.router, tags=["reco"])
+    app.include_router(related.router, tags=["videos"])
     app.include_router(health.router, tags=["health"])
     return app
 

@@ -39,3 +39,12 @@ class Failure(BaseModel):
 
 def failure_doc(description: str) -> dict[str, object]:
     return {"model": Failure, "description": description}
+
+
+class RelatedItem(BaseModel):
+    videoId: UUID
+    title: str | None = Field(description="The video's name")
+    thumbnailUrl: str | None = Field(default=None, description="Present when the video has one")
+    score: float = Field(
+        ge=0, le=1, description="Similarity under the index's function; higher is closer"
+    )

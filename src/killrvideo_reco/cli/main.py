@@ -208,6 +208,28 @@ def token(
         _fail(exc.message)
 
 
+@app.command("related")
+def related(
+    video_id: Annotated[uuid.UUID, typer.Argument(help="The video to find neighbours of")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+) -> None:
+    """Print the videos most similar to VIDEO_ID, with their scores."""
+    import asyncio
+
+    from ..storage import CassandraStore
+
+    store = CassandraStore.open(_settings())
+    try:
+        store.load_schema()
+        items = asyncio.run(store.related(video_id, limit=limit))
+    except RecoError as exc:
+        _fail(exc.message)
+    finally:
+        store.close()
+    for item in items:
+        typer.echo(f"{item.score:.4f}  {item.video_id}  {item.title or ''}")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Default KV_HOST")] = None,

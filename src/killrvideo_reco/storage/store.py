@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from ..domain.related import RelatedVideo
 from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
 from ..errors import SchemaMismatch, SchemaNotReady, VideoNotFound
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 class _Statements:
     set_features: Any
     encoder: _wire.ExecuteEncoder  # the same statement, for the fast path
+    read_vector: Any
+    nearest: Any
     spec: VectorSpec
 
 
@@ -127,7 +130,22 @@ class CassandraStore:
         encoder = _wire.ExecuteEncoder(
             query_id=stmt.query_id, consistency=self._consistency, serial_consistency=self._serial
         )
-        self._prepared = _Statements(set_features=stmt, encoder=encoder, spec=spec)
+        read_vector = self._session.prepare(
+            f"SELECT {schema.VECTOR_COLUMN} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
+        )
+        read_vector.consistency_level = self._consistency
+        # ANN queries run at ONE/LOCAL_ONE only in 5.0; the score is the index's
+        # own similarity function, in [0, 1].
+        nearest = self._session.prepare(
+            f"SELECT videoid, name, thumbnail_url, "
+            f"similarity_{spec.similarity.value}({schema.VECTOR_COLUMN}, ?) "
+            f"FROM {self.keyspace}.{schema.TABLE} "
+            f"ORDER BY {schema.VECTOR_COLUMN} ANN OF ? LIMIT ?"
+        )
+        nearest.consistency_level = _driver.consistency("LOCAL_ONE")
+        self._prepared = _Statements(
+            set_features=stmt, encoder=encoder, read_vector=read_vector, nearest=nearest, spec=spec
+        )
 
     @property
     def spec(self) -> VectorSpec | None:
@@ -183,6 +201,30 @@ class CassandraStore:
             self._session, prepared.set_features.bind((vector, video_id))
         )
         return bool(rows and rows[0][0])
+
+    async def related(self, video_id: uuid.UUID, *, limit: int) -> list[RelatedVideo]:
+        """The ``limit`` videos nearest to this one, best first, never itself.
+
+        VideoNotFound for an unknown video; an empty list when it has no vector yet.
+        """
+        prepared = self._prepared
+        if prepared is None:
+            raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
+        rows = await _driver.run_async(self._session, prepared.read_vector.bind((video_id,)))
+        if not rows:
+            raise VideoNotFound(f"video {video_id} does not exist")
+        vector = rows[0][0]
+        if vector is None:
+            return []
+        # One more than asked: the video itself is its own nearest neighbour.
+        found = await _driver.run_async(
+            self._session, prepared.nearest.bind((vector, vector, limit + 1))
+        )
+        return [
+            RelatedVideo(video_id=vid, title=name, thumbnail_url=thumb, score=float(score))
+            for vid, name, thumb, score in found
+            if vid != video_id
+        ][:limit]
 
     async def ping(self) -> None:
         await _driver.run_async(self._session, "SELECT release_version FROM system.local")
