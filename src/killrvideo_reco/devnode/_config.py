@@ -197,6 +197,28 @@ def jvm_command(layout: NodeLayout, *, lib_dir: Path, heap: str, java: str = "ja
     ]
 
 
+def nodetool_command(
+    layout: NodeLayout, *, lib_dir: Path, java: str = "java", args: tuple[str, ...]
+) -> list[str]:
+    # The JPMS opens of jvm17-server.options, without which nodetool cannot start.
+    opens = [o for o in _JVM17_SERVER_OPTIONS if o.startswith("--add-") or "=ALL-UNNAMED" in o]
+    return [
+        java,
+        *opens,
+        "-Xmx256m",
+        f"-Dcassandra.logdir={layout.log_dir}",
+        "-Dcassandra.storagedir=" + str(layout.root),
+        "-cp",
+        f"{layout.conf_dir}{os.pathsep}{lib_dir}/*",
+        "org.apache.cassandra.tools.NodeTool",
+        "-h",
+        layout.address if layout.index == 1 else "127.0.0.1",
+        "-p",
+        str(layout.jmx_port),
+        *args,
+    ]
+
+
 def write_node_files(layout: NodeLayout, *, seed: str, concurrent_writes: int) -> None:
     for sub in ("conf", "data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs"):
         (layout.root / sub).mkdir(parents=True, exist_ok=True)

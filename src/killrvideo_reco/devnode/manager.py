@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._artifacts import ensure_cassandra_jars
-from ._config import NodeLayout, jvm_command, write_node_files
+from ._config import NodeLayout, jvm_command, nodetool_command, write_node_files
 
 _READY_LINE = "Starting listening for CQL clients"
 _POLL_S = 0.25
@@ -229,6 +229,22 @@ class DevCluster:
         parts = [f"--- {layout.system_log}", tail(layout.system_log, lines)]
         parts += [f"--- {layout.console_log}", tail(layout.console_log, 20)]
         return "\n".join(parts)
+
+    # -- tools -----------------------------------------------------------------
+
+    def nodetool(self, *args: str, node: int = 1, timeout_s: float = 1800) -> str:
+        """Run Cassandra's own nodetool (from the cached jars) on one node; return its output."""
+        layout = self.layouts[node - 1]
+        lib_dir = ensure_cassandra_jars(
+            version=self.config.version, cache_dir=self.config.cache_dir
+        )
+        cmd = nodetool_command(layout, lib_dir=lib_dir, java=self.config.java, args=args)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if done.returncode != 0:
+            raise NodeError(
+                f"nodetool {' '.join(args)} failed", log_tail=(done.stdout + done.stderr)[-3000:]
+            )
+        return done.stdout
 
     # -- stop ------------------------------------------------------------------
 

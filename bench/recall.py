@@ -1,0 +1,162 @@
+"""ANN recall and latency of the related-videos query, against exact numpy search.
+
+    python bench/recall.py [--vectors 20000] [--queries 200] [--dimension 1536]
+
+For each similarity function the schema offers, it loads clustered unit vectors
+(uniform random vectors have no neighbourhood structure, so their recall means
+nothing), then queries a sample of them through the SAI index
+(`ORDER BY content_features ANN OF ? LIMIT 10`) and compares with the exact
+top-10 computed with numpy over the same stored float32 vectors. It reports
+recall@10 and p50/p99 query latency twice: right after loading (the vectors are
+in the memtable index) and after a flush and a major compaction (the on-disk
+index is built). Queries run while no writes are running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from killrvideo_reco.config import Settings
+from killrvideo_reco.devnode import DevCluster, DevClusterConfig
+from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
+from killrvideo_reco.domain.videos import Video
+from killrvideo_reco.storage import CassandraStore
+
+RESULTS = Path(__file__).resolve().parent / "results"
+K = 10
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int) -> np.ndarray:
+    centres = rng.standard_normal((clusters, dim))
+    points = centres[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(vectors: np.ndarray, query: np.ndarray, similarity: Similarity) -> np.ndarray:
+    v = vectors.astype(np.float64)
+    q = query.astype(np.float64)
+    if similarity is Similarity.EUCLIDEAN:
+        score = -((v - q) ** 2).sum(axis=1)
+    elif similarity is Similarity.COSINE:
+        score = (v @ q) / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+    else:
+        score = v @ q
+    return np.argsort(-score)[:K]
+
+
+def nodetool(*args: str) -> None:
+    """Cassandra's own nodetool, run by the node manager against node1."""
+    settings = Settings()
+    config = DevClusterConfig(
+        version=settings.cassandra_version,
+        cache_dir=settings.cache_dir,
+        state_dir=settings.state_dir,
+    )
+    DevCluster(config).nodetool(*args)
+
+
+async def load(
+    store: CassandraStore, spec: VectorSpec, ids: list[uuid.UUID], vectors: np.ndarray
+) -> float:
+    queue = iter(range(len(ids)))
+    t0 = time.perf_counter()
+
+    async def worker() -> None:
+        for i in queue:
+            await store.set_content_features(ids[i], pack_vector(vectors[i].tolist(), spec))
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def measure(
+    store: CassandraStore,
+    keyspace: str,
+    ids: list[uuid.UUID],
+    vectors: np.ndarray,
+    sample: np.ndarray,
+    similarity: Similarity,
+) -> dict[str, float]:
+    cql = f"SELECT videoid FROM {keyspace}.videos ORDER BY content_features ANN OF %s LIMIT {K}"
+    index_of = {vid: i for i, vid in enumerate(ids)}
+    recalls, latencies = [], []
+    for q in sample:
+        t0 = time.perf_counter()
+        rows = store.execute(cql, (vectors[q].tolist(),))
+        latencies.append((time.perf_counter() - t0) * 1000)
+        found = {index_of[r[0]] for r in rows}
+        recalls.append(len(found & set(exact_top(vectors, vectors[q], similarity).tolist())) / K)
+    lat = np.asarray(latencies)
+    return {
+        "recall_at_10": float(np.mean(recalls)),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vectors", type=int, default=20000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--dimension", type=int, default=1536)
+    args = ap.parse_args()
+    rng = np.random.default_rng(2026)
+    vectors = clustered(rng, args.vectors, args.dimension, clusters=max(20, args.vectors // 100))
+    sample = rng.choice(args.vectors, size=min(args.queries, args.vectors), replace=False)
+    results = []
+    for similarity in Similarity:
+        keyspace = f"kv_recall_{secrets.token_hex(3)}"
+        store = CassandraStore.open(
+            Settings(keyspace=keyspace, max_in_flight=64, request_timeout_s=30)
+        )
+        try:
+            spec = store.apply_schema(
+                dimension=args.dimension, similarity=similarity, replication_factor=1
+            )
+            store.load_schema()
+            videos = [Video(name=f"recall {i}") for i in range(args.vectors)]
+            store.insert_videos(videos, concurrency=64)
+            ids = [v.videoid for v in videos]
+            rate = asyncio.run(load(store, spec, ids, vectors))
+            fresh = measure(store, keyspace, ids, vectors, sample, similarity)
+            t0 = time.perf_counter()
+            nodetool("flush", keyspace, "videos")
+            nodetool("compact", keyspace, "videos")
+            built_s = time.perf_counter() - t0
+            on_disk = measure(store, keyspace, ids, vectors, sample, similarity)
+        finally:
+            try:
+                store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+            except Exception as exc:
+                print(f"(could not drop {keyspace}: {exc})", file=sys.stderr)
+            store.close()
+        for phase, m in (("memtable", fresh), ("on-disk", on_disk)):
+            row = {
+                "similarity": similarity.value,
+                "phase": phase,
+                "vectors": args.vectors,
+                "load_per_s": rate,
+                "flush_compact_s": built_s,
+                **m,
+            }
+            results.append(row)
+            print(
+                f"{similarity.value:<12}{phase:<9} recall@10={m['recall_at_10']:.3f}  p50={m['p50_ms']:6.1f} ms  "
+                f"p99={m['p99_ms']:6.1f} ms  (loaded at {rate:.0f}/s; flush+compact {built_s:.0f} s)",
+                flush=True,
+            )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"recall-{args.vectors}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
