@@ -45,3 +45,8 @@ def test_layout_spreads_nodes_over_loopback_addresses(tmp_path: object) -> None:
     assert cluster.contact_points == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     tokens = [layout.initial_token for layout in cluster.layouts]
     assert tokens == sorted(tokens) and len({layout.jmx_port for layout in cluster.layouts}) == 3
+
+
+def test_nodetool_runs_against_the_node(node: str) -> None:
+    out = DevCluster(DevClusterConfig()).nodetool("version")
+    assert f"ReleaseVersion: {Settings().cassandra_version}" in out
