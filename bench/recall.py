@@ -29,6 +29,7 @@ from killrvideo_reco.config import Settings
 from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
 from killrvideo_reco.domain.videos import Video
+from killrvideo_reco.errors import StorageUnavailable
 from killrvideo_reco.storage import CassandraStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,13 +69,25 @@ async def load(
     store: CassandraStore, spec: VectorSpec, ids: list[uuid.UUID], vectors: np.ndarray
 ) -> float:
     queue = iter(range(len(ids)))
+    retries: list[int] = []
     t0 = time.perf_counter()
 
     async def worker() -> None:
         for i in queue:
-            await store.set_content_features(ids[i], pack_vector(vectors[i].tolist(), spec))
+            packed = pack_vector(vectors[i].tolist(), spec)
+            for attempt in range(10):  # as a pipeline would: the write is idempotent
+                try:
+                    await store.set_content_features(ids[i], packed)
+                    break
+                except StorageUnavailable:
+                    retries.append(i)
+                    await asyncio.sleep(0.2 * 2**attempt)
+            else:
+                raise SystemExit(f"vector {i} could not be written after 10 tries")
 
     await asyncio.gather(*(worker() for _ in range(8)))
+    if retries:
+        print(f"({len(retries)} writes retried after a timeout or overload)", flush=True)
     return len(ids) / (time.perf_counter() - t0)
 
 
