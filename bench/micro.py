@@ -11,6 +11,7 @@ absolute times, are what compare across machines.
 
 from __future__ import annotations
 
+import base64
 import json
 import timeit
 import uuid
@@ -57,10 +58,17 @@ def main() -> None:
             )
         )  # type: ignore[misc]
     cosine = VectorSpec(DIM, Similarity.COSINE)
+    b64_body = json.dumps(
+        {
+            "videoId": str(uuid.uuid4()),
+            "vector": base64.b64encode(unit.astype("<f4").tobytes()).decode(),
+        }
+    ).encode()
     rows = [
         ("decode (msgspec, typed)", per_call_us(lambda: _decoder.decode(body))),
         *rows,
         ("decode_ingest, all stages", per_call_us(lambda: decode_ingest(body, cosine))),
+        ("decode_ingest, base64 body", per_call_us(lambda: decode_ingest(b64_body, cosine))),
     ]
     baselines = [
         ("json.loads (stdlib)", per_call_us(lambda: json.loads(body), 300)),

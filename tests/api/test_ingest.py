@@ -235,7 +235,7 @@ def test_non_finite_values_are_422(
         (
             b'{"videoId": "550e8400-e29b-41d4-a716-446655440000", "vector": [0.1], "model": "x"}',
             422,
-            "unknown field 'model'",
+            "unknown field 'model': the body takes videoId, vector and, for a base64 vector, byteOrder",
         ),
     ],
 )
@@ -342,3 +342,47 @@ def test_unknown_routes_and_methods_keep_the_error_shape(
 ) -> None:
     assert_failed(client.get(URL, headers=creator_headers), 405, "Method Not Allowed")
     assert_failed(client.get("/api/v1/nope"), 404, "Not Found")
+
+
+@pytest.mark.parametrize("byte_order", [None, "little", "big"])
+def test_a_base64_vector_is_stored_exactly(
+    client: TestClient,
+    video: Video,
+    creator_headers: dict[str, str],
+    store: CassandraStore,
+    rng: np.random.Generator,
+    byte_order: str | None,
+) -> None:
+    import base64
+
+    values = rng.standard_normal(DIM).astype(np.float32)
+    raw = values.astype(">f4" if byte_order == "big" else "<f4").tobytes()
+    body: dict[str, object] = {
+        "videoId": str(video.videoid),
+        "vector": base64.b64encode(raw).decode(),
+    }
+    if byte_order:
+        body["byteOrder"] = byte_order
+    response = post(client, body, creator_headers)
+    assert response.status_code == 202, response.text
+    assert stored(store, video.videoid) == values.tolist()
+
+
+def test_a_base64_vector_of_the_wrong_length_is_422(
+    client: TestClient, video: Video, creator_headers: dict[str, str], store: CassandraStore
+) -> None:
+    import base64
+
+    raw = np.ones(DIM - 1, dtype="<f4").tobytes()
+    response = post(
+        client,
+        {"videoId": str(video.videoid), "vector": base64.b64encode(raw).decode()},
+        creator_headers,
+    )
+    assert_failed(
+        response,
+        422,
+        f"vector has {4 * (DIM - 1)} bytes ({DIM - 1} float32 values), expected {4 * DIM} bytes",
+        str(video.videoid),
+    )
+    assert stored(store, video.videoid) is None

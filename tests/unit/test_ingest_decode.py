@@ -1,3 +1,4 @@
+import base64
 import json
 import uuid
 
@@ -52,8 +53,11 @@ def test_malformed_json_is_400(raw: bytes) -> None:
         (body(videoId=123), "videoId must be a UUID .*got 'a number'"),
         (body(videoId="{" + VID + "}"), "videoId must be a UUID"),
         (body(videoId=VID.replace("-", "")), "videoId must be a UUID"),
-        (body(vector="0.1,0.2,0.3"), "vector must be an array of 3 numbers, got a string"),
-        (body(vector=None), "got null"),
+        (body(vector="0.1,0.2,0.3"), "vector is a string but not valid base64"),
+        (
+            body(vector=None),
+            "vector must be an array of 3 numbers or a base64 string of float32 values, got null",
+        ),
         (body(vector=[0.1, "0.2", 0.3]), r"vector\[1\] must be a number, got a string"),
         (body(vector=[0.1, 0.2, True]), r"vector\[2\] must be a number, got a boolean"),
         (body(vector=[None, 0.2, 0.3]), r"vector\[0\] must be a number, got null"),
@@ -103,3 +107,52 @@ def test_any_vector_is_either_accepted_or_refused_with_a_request_error(items: li
     # Accepted only when it was exactly three numbers, not all near zero.
     assert len(items) == len(numbers) == 3
     assert len(command.vector) == 12
+
+
+def b64(values: list[float], order: str = "<") -> str:
+    return base64.b64encode(np.asarray(values, dtype=f"{order}f4").tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    ("order", "field"), [("<", {}), ("<", {"byteOrder": "little"}), (">", {"byteOrder": "big"})]
+)
+def test_base64_vectors_in_either_byte_order(order: str, field: dict[str, str]) -> None:
+    command = decode_ingest(body(vector=b64([0.1, -0.2, 0.3], order), **field), SPEC)
+    assert command.vector == np.float32([0.1, -0.2, 0.3]).astype(">f4").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"vector": b64([0.1, 0.2])},
+            r"vector has 8 bytes \(2 float32 values\), expected 12 bytes: 3 float32 values",
+        ),
+        (
+            {"vector": base64.b64encode(b"12345").decode()},
+            "5 bytes \\(not a whole number of float32 values\\)",
+        ),
+        ({"vector": "!!!!"}, "not valid base64"),
+        ({"vector": b64([0.0, 0.0, 0.0])}, "zero or near-zero"),
+        ({"vector": b64([0.1, float("nan"), 0.3])}, r"vector\[1\] is nan"),
+        ({"vector": b64([0.1, 0.2, 3e38])}, r"vector\[2\] = 3.*e\+38 is out of bounds"),
+        (
+            {"vector": [0.1, 0.2, 0.3], "byteOrder": "big"},
+            "byteOrder applies only to a base64 vector",
+        ),
+        (
+            {"vector": b64([0.1, 0.2, 0.3]), "byteOrder": "middle"},
+            "byteOrder must be 'little' or 'big', got 'middle'",
+        ),
+    ],
+)
+def test_base64_vectors_follow_the_same_rules(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        decode_ingest(body(**fields), SPEC)
+
+
+def test_the_wrong_byte_order_is_caught_by_the_rules_it_breaks() -> None:
+    # 0.1 as little-endian bytes read big-endian is a denormal or huge value:
+    # here the vector's values come out tiny, so the cosine zero rule refuses it.
+    with pytest.raises(InvalidRequest):
+        decode_ingest(body(vector=b64([1e-30, 1e-30, 1e-30], ">"), byteOrder="little"), SPEC)

@@ -15,11 +15,18 @@ from pydantic import BaseModel, Field
 
 class IngestRequest(BaseModel):
     videoId: UUID = Field(description="An existing video (canonical 8-4-4-4-12 form)")
-    vector: list[float] = Field(
+    vector: list[float] | str = Field(
         description="The embedding: exactly N finite numbers, N being the dimension of "
         "the live vector<float, N> column (1536 by default); |value| <= 1e17 as float32; "
-        "not all-zero under cosine similarity",
-        min_length=1,
+        "not all-zero under cosine similarity; unit-length (L2 norm 1 ± 1e-3) under "
+        "dot_product. Either a JSON array of numbers, or a base64 string of the N packed "
+        "float32 values (4N bytes), little-endian unless byteOrder says big, as OpenAI's "
+        'encoding_format: "base64" returns them'
+    )
+    byteOrder: Literal["little", "big"] | None = Field(
+        default=None,
+        description="Byte order of a base64 vector: little (the default) or big "
+        "(Cassandra's own wire order). Not allowed with an array.",
     )
 
 

@@ -35,6 +35,7 @@ ZERO_EPSILON = np.float64(1e-6)
 # 1e-3 accepts every honest unit vector and refuses unnormalised ones.
 UNIT_NORM_TOLERANCE = 1e-3
 _BIG_ENDIAN_F32 = np.dtype(">f4")
+_LITTLE_ENDIAN_F32 = np.dtype("<f4")
 
 
 class Similarity(StrEnum):
@@ -76,13 +77,39 @@ def pack_vector(values: Sequence[float], spec: VectorSpec) -> bytes:
     wide = np.frombuffer(_native_doubles(n).pack(*values), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         narrow = wide.astype(np.float32)
+    return _checked(narrow, spec, shown=values)
+
+
+def pack_float32_bytes(raw: bytes, spec: VectorSpec, *, big_endian: bool = False) -> bytes:
+    """Validate packed float32 values (little-endian unless ``big_endian``), as pack_vector.
+
+    This is the compact wire form pipelines send as base64, the way OpenAI's
+    ``encoding_format: "base64"`` returns embeddings (little-endian).
+    """
+    expected = 4 * spec.dimension
+    if len(raw) != expected:
+        whole = (
+            f"{len(raw) // 4} float32 values"
+            if len(raw) % 4 == 0
+            else "not a whole number of float32 values"
+        )
+        raise InvalidVector(
+            f"vector has {len(raw)} bytes ({whole}), expected {expected} bytes: "
+            f"{spec.dimension} float32 values (the index is {spec.cql_type})"
+        )
+    narrow = np.frombuffer(raw, dtype=_BIG_ENDIAN_F32 if big_endian else _LITTLE_ENDIAN_F32)
+    return _checked(narrow, spec, shown=narrow)
+
+
+def _checked(narrow: np.ndarray, spec: VectorSpec, *, shown: Sequence[float] | np.ndarray) -> bytes:
+    with np.errstate(over="ignore", invalid="ignore"):
         magnitude = np.abs(narrow)
         # NaN compares false, so this one test catches NaN, ±inf, float32
         # overflow and Cassandra's out-of-bounds rule together.
         in_bounds = magnitude <= MAX_COMPONENT
     if not in_bounds.all():
         index = int(np.argmin(in_bounds))
-        raise InvalidVector(_out_of_bounds(values[index], index), index=index)
+        raise InvalidVector(_out_of_bounds(float(shown[index]), index), index=index)
     if spec.similarity is Similarity.COSINE and not (magnitude > ZERO_EPSILON).any():
         raise InvalidVector(
             "vector is zero or near-zero (every |value| <= 1e-6): "

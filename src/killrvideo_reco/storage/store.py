@@ -1,8 +1,9 @@
 """The storage boundary: one session, statements prepared once, our errors out.
 
-Callers never see the driver. Everything here that a request awaits runs on
-the driver's I/O thread (``run_async``); the synchronous methods serve the CLI
-and start-up.
+Callers never see the driver. What a request awaits never blocks the event
+loop: the ingest write goes over the fast path (``_fastpath``) when it is open,
+else on the driver's I/O thread (``run_async``), as do the related-videos
+reads. The synchronous methods serve the CLI, start-up and tests.
 """
 
 from __future__ import annotations
