@@ -193,7 +193,7 @@ def test_an_unknown_video_is_404_and_no_row_is_created(
         (lambda v: {"videoId": v, "vector": [0.0] * 1536}, "zero or near-zero"),
         (
             lambda v: {"videoId": v, "vector": {"0": 0.1}},
-            "vector must be an array of 1536 numbers, got an object",
+            "vector must be an array of 1536 numbers or a base64 string of float32 values, got an object",
         ),
     ],
 )
