@@ -112,11 +112,15 @@ class CassandraStore:
             raise
         except Exception as exc:
             raise _driver.translate(exc) from exc
-        self.prepare_writes(spec)
+        self.prepare_writes(spec, indexed=True)
         return spec
 
-    def prepare_writes(self, spec: VectorSpec) -> None:
-        """Prepare the ingest statement for ``spec`` (load_schema does this)."""
+    def prepare_writes(self, spec: VectorSpec, *, indexed: bool = False) -> None:
+        """Prepare the statements for ``spec`` (load_schema does this).
+
+        The ANN query for related videos needs the vector index, so it is only
+        prepared when the caller knows the column is ``indexed``.
+        """
         # IF EXISTS makes the existence check and the write one atomic step (a
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
@@ -137,13 +141,15 @@ class CassandraStore:
         read_vector.consistency_level = self._consistency
         # ANN queries run at ONE/LOCAL_ONE only in 5.0; the score is the index's
         # own similarity function, in [0, 1].
-        nearest = self._session.prepare(
-            f"SELECT videoid, name, thumbnail_url, "
-            f"similarity_{spec.similarity.value}({schema.VECTOR_COLUMN}, ?) "
-            f"FROM {self.keyspace}.{schema.TABLE} "
-            f"ORDER BY {schema.VECTOR_COLUMN} ANN OF ? LIMIT ?"
-        )
-        nearest.consistency_level = _driver.consistency("LOCAL_ONE")
+        nearest = None
+        if indexed:
+            nearest = self._session.prepare(
+                f"SELECT videoid, name, thumbnail_url, "
+                f"similarity_{spec.similarity.value}({schema.VECTOR_COLUMN}, ?) "
+                f"FROM {self.keyspace}.{schema.TABLE} "
+                f"ORDER BY {schema.VECTOR_COLUMN} ANN OF ? LIMIT ?"
+            )
+            nearest.consistency_level = _driver.consistency("LOCAL_ONE")
         self._prepared = _Statements(
             set_features=stmt, encoder=encoder, read_vector=read_vector, nearest=nearest, spec=spec
         )
@@ -209,8 +215,8 @@ class CassandraStore:
         VideoNotFound for an unknown video; an empty list when it has no vector yet.
         """
         prepared = self._prepared
-        if prepared is None:
-            raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
+        if prepared is None or prepared.nearest is None:
+            raise SchemaNotReady("the vector index is not loaded yet: run `kv-reco schema apply`")
         rows = await _driver.run_async(self._session, prepared.read_vector.bind((video_id,)))
         if not rows:
             raise VideoNotFound(f"video {video_id} does not exist")
