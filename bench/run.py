@@ -279,8 +279,9 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
         for c in LEVELS:
             runs.append(asyncio.run(ceiling(store, spec, ids, c, DURATION, "ceiling")))
             report(runs[-1])
-        # Enough fresh bodies for a run at the ceiling's best rate, with room to spare.
-        pool = int(max(r.ingests_per_s for r in runs) * DURATION * 1.5) + 100
+        # Enough fresh bodies for a run at the ceiling's best rate, with room for
+        # the refused requests of the higher levels, which use up bodies too.
+        pool = int(max(r.ingests_per_s for r in runs) * DURATION * 4) + 100
         port = free_port()
         service = Server([str(BIN / "kv-reco"), "serve", "--port", str(port)], env, port)
         try:
@@ -307,7 +308,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
                 ids_file=ids_file,
                 token=token,
                 duration=DURATION,
-                pool=4 * pool,  # refused requests use up bodies too
+                pool=2 * pool,  # the overload run is refused most of the time
             )
             over.impl = "service-overload"
             runs.append(over)
