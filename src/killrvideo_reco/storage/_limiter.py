@@ -22,10 +22,6 @@ class InFlightLimiter:
         self._slots = asyncio.Semaphore(limit)
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def in_flight(self) -> int:
-        return self.limit - self._slots._value
-
     async def __aenter__(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
