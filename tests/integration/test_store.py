@@ -15,12 +15,12 @@ from killrvideo_reco.storage import CassandraStore
 
 
 @pytest.fixture
-def wide_store(settings: Settings) -> Iterator[CassandraStore]:
-    """A store that lets 64 writes in flight at once."""
-    store = CassandraStore.open(settings.model_copy(update={"max_in_flight": 64}))
-    store.load_schema()
-    yield store
-    store.close()
+def wide_store(settings: Settings, store: CassandraStore) -> Iterator[CassandraStore]:
+    """A store that lets 64 writes in flight at once (``store`` applies the schema)."""
+    wide = CassandraStore.open(settings.model_copy(update={"max_in_flight": 64}))
+    wide.load_schema()
+    yield wide
+    wide.close()
 
 
 async def test_64_concurrent_vector_writes_all_succeed(
@@ -71,6 +71,7 @@ async def test_a_deleted_video_is_not_resurrected(
     assert store.read_video(video.videoid) is None
 
 
+@pytest.mark.usefixtures("store")  # the session schema must exist
 async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     settings: Settings, rng: np.random.Generator
 ) -> None:
