@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import cpu_times, drop_keyspace, free_port
 from killrvideo_reco.auth import CREATOR, mint_token
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity, pack_vector
@@ -51,19 +52,6 @@ class Client:
 
 def body_for(vid: uuid.UUID, vector: np.ndarray) -> bytes:
     return ('{"videoId":"%s","vector":[%s]}' % (vid, ",".join(map(repr, vector.tolist())))).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -129,14 +117,14 @@ def main() -> None:
                 time.sleep(0.1)
         assert client is not None, "the service did not start"
         rng = np.random.default_rng()
-        server_cpu0 = cpu_seconds(server.pid)
+        server_cpu0 = cpu_times(server.pid)
         base, svc = asyncio.run(run(store, client, [v.videoid for v in videos], rng))
-        user1, sys1 = cpu_seconds(server.pid)
+        user1, sys1 = cpu_times(server.pid)
         server_user, server_sys = user1 - server_cpu0[0], sys1 - server_cpu0[1]
     finally:
         server.terminate()
         server.wait(30)
-        store.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+        drop_keyspace(store, settings.keyspace)
         store.close()
     print(
         f"{args.requests} sequential ingests each way, {spec.cql_type}, {spec.similarity.value} index, fresh vectors, one node"

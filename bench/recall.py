@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import json
 import secrets
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
+from _common import drop_keyspace
 from killrvideo_reco.config import Settings
 from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
@@ -147,10 +147,7 @@ def main() -> None:
             built_s = time.perf_counter() - t0
             on_disk = measure(store, keyspace, ids, vectors, sample, similarity)
         finally:
-            try:
-                store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-            except Exception as exc:
-                print(f"(could not drop {keyspace}: {exc})", file=sys.stderr)
+            drop_keyspace(store, keyspace)
             store.close()
         for phase, m in (("memtable", fresh), ("on-disk", on_disk)):
             row = {

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from _common import cpu_times, drop_keyspace, free_port
 from killrvideo_reco.auth import CREATOR, mint_token
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
@@ -73,15 +74,8 @@ class Run:
 # -- processes ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_times(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -237,13 +231,6 @@ async def ceiling(
 # -- orchestration ----------------------------------------------------------------------------
 
 
-def drop(store: CassandraStore, keyspace: str) -> None:
-    try:
-        store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-    except Exception as exc:  # the result stands; a slow drop must not hide it
-        print(f"(could not drop {keyspace}: {exc})", file=sys.stderr)
-
-
 def fresh_store(base: Settings, keyspace: str, similarity: Similarity | None) -> CassandraStore:
     settings = base.model_copy(update={"keyspace": keyspace, "max_in_flight": 1024})
     store = CassandraStore.open(settings)
@@ -345,7 +332,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
         finally:
             naive.stop()
     finally:
-        drop(store, keyspace)
+        drop_keyspace(store, keyspace)
         store.close()
     return runs
 
@@ -363,7 +350,7 @@ def bench_no_index(base: Settings, tmp: Path) -> list[Run]:
             report(r)
         return runs
     finally:
-        drop(store, keyspace)
+        drop_keyspace(store, keyspace)
         store.close()
 
 

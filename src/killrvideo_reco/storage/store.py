@@ -38,10 +38,10 @@ class _Statements:
 
 
 class CassandraStore:
-    def __init__(self, *, cluster: Any, session: Any, keyspace: str, settings: Settings) -> None:
+    def __init__(self, *, cluster: Any, session: Any, settings: Settings) -> None:
         self._cluster = cluster
         self._session = session
-        self.keyspace = keyspace
+        self.keyspace = settings.keyspace
         self._consistency = _driver.consistency(settings.consistency)
         self._serial = _driver.serial_consistency_for(settings.consistency)
         self._prepared: _Statements | None = None
@@ -63,7 +63,7 @@ class CassandraStore:
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
         )
-        return cls(cluster=cluster, session=session, keyspace=settings.keyspace, settings=settings)
+        return cls(cluster=cluster, session=session, settings=settings)
 
     def close(self) -> None:
         self._cluster.shutdown()
