@@ -37,7 +37,9 @@ class _Connection(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: Any = None  # uvloop's transports are not asyncio.Transport
         self._buffer = bytearray()
-        self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        # A stream whose request timed out maps to None until its late answer
+        # arrives: reusing the id earlier could hand that answer to a new request.
+        self._pending: dict[int, asyncio.Future[tuple[int, bytes]] | None] = {}
         self._next_stream = 0
         self.ready = False
 
@@ -77,7 +79,7 @@ class _Connection(asyncio.Protocol):
         self.ready = False
         pending, self._pending = self._pending, {}
         for future in pending.values():
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_exception(FallBack(str(exc)))
         if self._transport is not None:
             self._transport.abort()
@@ -98,10 +100,11 @@ class _Connection(asyncio.Protocol):
         return future
 
     def forget(self, future: asyncio.Future[tuple[int, bytes]]) -> None:
-        """Drop a request that timed out; its stream id stays free for reuse."""
-        for stream, pending in list(self._pending.items()):
+        """Drop a request that timed out; its stream id stays taken until the late answer."""
+        for stream, pending in self._pending.items():
             if pending is future:
-                del self._pending[stream]
+                self._pending[stream] = None
+                return
 
     def close(self) -> None:
         self.ready = False
