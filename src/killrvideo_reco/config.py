@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
+    # The batch endpoint: 500 JSON vectors of 1536 dims are about 17 MiB.
+    max_batch_items: Annotated[int, Field(ge=1, le=10_000)] = 500
+    max_batch_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
     retry_after_s: Annotated[int, Field(ge=1)] = 1
     log_level: str = "INFO"
 

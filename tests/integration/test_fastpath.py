@@ -81,7 +81,7 @@ async def test_server_errors_become_our_errors(fast_store: CassandraStore) -> No
     key = video.videoid.bytes
     # A vector of the wrong byte length, sent without our validation: the node refuses it.
     with pytest.raises(InvalidRequest, match="Cassandra refused the value"):
-        await fast_store._fast.execute(prepared.encoder, (b"\0" * 12, key), key)
+        await fast_store._fast.execute(prepared.set_features.encoder, (b"\0" * 12, key), key)
     # A statement id the node never prepared: the driver path must take over.
     unknown = _wire.ExecuteEncoder(query_id=b"\x01" * 16, consistency=6, serial_consistency=9)
     with pytest.raises(FallBack, match="not prepared"):

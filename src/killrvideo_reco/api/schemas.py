@@ -55,3 +55,36 @@ class RelatedItem(BaseModel):
     score: float = Field(
         ge=0, le=1, description="Similarity under the index's function; higher is closer"
     )
+
+
+class BatchRequest(BaseModel):
+    items: list[IngestRequest] = Field(
+        description="Up to KV_MAX_BATCH_ITEMS (500 by default) independent items, each "
+        "exactly the body of POST /api/v1/reco/ingest; one vector per video"
+    )
+    writeTimestamp: int | None = Field(
+        default=None,
+        description="Optional write time in microseconds since the Unix epoch (CQL USING "
+        "TIMESTAMP), never in the future: pass the time the embeddings were computed, and "
+        "a slow backfill cannot overwrite a vector that a newer model wrote after it. "
+        "Without it, the write is conditional (IF EXISTS) and the last write wins.",
+    )
+
+
+class BatchItemResult(BaseModel):
+    videoId: UUID | None = Field(
+        default=None, description="Present when the item named a valid one"
+    )
+    status: Literal["accepted", "failed"]
+    code: int = Field(
+        description="The status the single endpoint gives the same item: 202, 404, 422 or "
+        "503 (retry that item later)"
+    )
+    message: str
+
+
+class BatchResult(BaseModel):
+    status: Literal["completed"]
+    accepted: int
+    failed: int
+    items: list[BatchItemResult] = Field(description="One result per item, in order")

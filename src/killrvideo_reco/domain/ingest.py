@@ -152,3 +152,113 @@ def _json_kind(value: object) -> str:
         case dict():
             return "an object"
     return type(value).__name__
+
+
+# -- the batch endpoint ------------------------------------------------------------
+
+
+class BatchBody(msgspec.Struct, forbid_unknown_fields=True):
+    # Each item stays raw JSON, so it is decoded by the single endpoint's own
+    # decoder and fails with exactly the status and message it would get there.
+    items: list[msgspec.Raw]
+    writeTimestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCommand:
+    # One entry per item, in order: a command to run, or why the item failed.
+    items: list[IngestCommand | RecoError]
+    write_timestamp_us: int | None
+
+
+_batch_decoder = msgspec.json.Decoder(BatchBody)
+_BATCH_FIELDS = ("items", "writeTimestamp")
+
+
+def decode_batch(body: bytes, spec: VectorSpec, *, max_items: int, now_us: int) -> BatchCommand:
+    """Decode a batch body; a broken item fails alone, a broken envelope fails all.
+
+    ``now_us`` is the server's clock: an explicit write timestamp must not be
+    ahead of it (see check_write_timestamp).
+    """
+    try:
+        parsed = _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        _explain_batch(body)  # always raises
+        raise  # pragma: no cover - _explain_batch never returns
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from None
+    if not parsed.items:
+        raise InvalidRequest("items must hold at least one item")
+    if len(parsed.items) > max_items:
+        raise InvalidRequest(
+            f"a batch takes at most {max_items} items, got {len(parsed.items)}; split it"
+        )
+    if parsed.writeTimestamp is not None:
+        check_write_timestamp(parsed.writeTimestamp, now_us=now_us)
+    results: list[IngestCommand | RecoError] = []
+    first_seen: dict[UUID, int] = {}
+    for index, raw in enumerate(parsed.items):
+        try:
+            command = decode_ingest(raw, spec)
+        except RecoError as exc:
+            results.append(exc)
+            continue
+        earlier = first_seen.setdefault(command.video_id, index)
+        if earlier != index:
+            # Two writes of one video in one batch have no defined order.
+            duplicate = InvalidRequest(
+                f"videoId {command.video_id} already appears at items[{earlier}]; "
+                "send one vector per video in a batch"
+            )
+            duplicate.video_id = str(command.video_id)
+            results.append(duplicate)
+            continue
+        results.append(command)
+    return BatchCommand(items=results, write_timestamp_us=parsed.writeTimestamp)
+
+
+def check_write_timestamp(value: int, *, now_us: int) -> None:
+    """A write timestamp is microseconds since the epoch, and never in the future.
+
+    A timestamp ahead of the clock would outlive a later delete of the video
+    (the row's tombstone is older than the cell) and leave a ghost row.
+    """
+    if value <= 0:
+        raise InvalidRequest(
+            f"writeTimestamp must be microseconds since the Unix epoch, got {value}"
+        )
+    if value > now_us:
+        raise InvalidRequest(
+            f"writeTimestamp {value} is {(value - now_us) / 1e6:.3f} s in the future; "
+            "use the time the embedding was computed"
+        )
+
+
+def _explain_batch(body: bytes) -> None:
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.ValidationError as exc:  # a number beyond float64 somewhere
+        raise InvalidRequest(f"a number is out of range: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(
+            f"request body must be a JSON object with items, got {_json_kind(raw)}"
+        )
+    if "items" not in raw:
+        raise InvalidRequest("missing required field 'items'")
+    unknown = sorted(set(raw) - set(_BATCH_FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}: the body takes items and, optionally, writeTimestamp"
+        )
+    if not isinstance(raw["items"], list):
+        raise InvalidRequest(
+            f"items must be an array of {{videoId, vector}} objects, got {_json_kind(raw['items'])}"
+        )
+    stamp = raw.get("writeTimestamp")
+    raise InvalidRequest(
+        f"writeTimestamp must be an integer (microseconds since the Unix epoch), "
+        f"got {_json_kind(stamp)}"
+    )

@@ -9,6 +9,7 @@ reads. The synchronous methods serve the CLI, start-up and tests.
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -28,10 +29,20 @@ from ._limiter import InFlightLimiter
 log = logging.getLogger(__name__)
 
 
+_BIGINT = struct.Struct(">q")
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    statement: Any  # the driver's PreparedStatement
+    encoder: _wire.ExecuteEncoder  # the same statement, for the fast path
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    set_features: Any
-    encoder: _wire.ExecuteEncoder  # the same statement, for the fast path
+    set_features: _Prepared  # UPDATE … IF EXISTS
+    set_features_at: _Prepared  # UPDATE … USING TIMESTAMP ?, after exists
+    exists: _Prepared
     read_vector: Any
     nearest: Any
     spec: VectorSpec
@@ -121,20 +132,23 @@ class CassandraStore:
         The ANN query for related videos needs the vector index, so it is only
         prepared when the caller knows the column is ``indexed``.
         """
+        table = f"{self.keyspace}.{schema.TABLE}"
         # IF EXISTS makes the existence check and the write one atomic step (a
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
-        stmt = self._session.prepare(
-            f"UPDATE {self.keyspace}.{schema.TABLE} SET {schema.VECTOR_COLUMN} = ? "
-            "WHERE videoid = ? IF EXISTS"
+        set_features = self._prepare(
+            f"UPDATE {table} SET {schema.VECTOR_COLUMN} = ? WHERE videoid = ? IF EXISTS",
+            binds_vector=True,
         )
-        bind_packed_vectors(stmt, column=schema.VECTOR_COLUMN)
-        stmt.consistency_level = self._consistency
-        stmt.serial_consistency_level = self._serial
-        stmt.is_idempotent = True  # same vector, same outcome: safe to retry
-        encoder = _wire.ExecuteEncoder(
-            query_id=stmt.query_id, consistency=self._consistency, serial_consistency=self._serial
+        # Cassandra refuses USING TIMESTAMP on a conditional write, so an explicit
+        # timestamp takes a read and a plain UPDATE. A delete racing them still
+        # wins: the timestamp is never ahead of the clock (checked by the caller),
+        # so the row's tombstone is newer than the cell and shadows it.
+        set_features_at = self._prepare(
+            f"UPDATE {table} USING TIMESTAMP ? SET {schema.VECTOR_COLUMN} = ? WHERE videoid = ?",
+            binds_vector=True,
         )
+        exists = self._prepare(f"SELECT videoid FROM {table} WHERE videoid = ?")
         read_vector = self._session.prepare(
             f"SELECT {schema.VECTOR_COLUMN} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
         )
@@ -151,8 +165,25 @@ class CassandraStore:
             )
             nearest.consistency_level = _driver.consistency("LOCAL_ONE")
         self._prepared = _Statements(
-            set_features=stmt, encoder=encoder, read_vector=read_vector, nearest=nearest, spec=spec
+            set_features=set_features,
+            set_features_at=set_features_at,
+            exists=exists,
+            read_vector=read_vector,
+            nearest=nearest,
+            spec=spec,
         )
+
+    def _prepare(self, query: str, *, binds_vector: bool = False) -> _Prepared:
+        stmt = self._session.prepare(query)
+        if binds_vector:
+            bind_packed_vectors(stmt, column=schema.VECTOR_COLUMN)
+        stmt.consistency_level = self._consistency
+        stmt.serial_consistency_level = self._serial
+        stmt.is_idempotent = True  # same vector, same outcome: safe to retry
+        encoder = _wire.ExecuteEncoder(
+            query_id=stmt.query_id, consistency=self._consistency, serial_consistency=self._serial
+        )
+        return _Prepared(statement=stmt, encoder=encoder)
 
     @property
     def spec(self) -> VectorSpec | None:
@@ -169,44 +200,68 @@ class CassandraStore:
         return self._limiter
 
     async def set_content_features(
-        self, video_id: uuid.UUID, vector: bytes, *, admitted: bool = False
+        self,
+        video_id: uuid.UUID,
+        vector: bytes,
+        *,
+        admitted: bool = False,
+        timestamp_us: int | None = None,
     ) -> None:
         """Write only ``content_features`` of an existing video; VideoNotFound otherwise.
 
         Waits for a slot among KV_MAX_IN_FLIGHT unless the caller holds one
         (``admitted``); StorageUnavailable (kind "Overloaded") if none frees in time.
+        ``timestamp_us`` writes the cell with that timestamp (CQL ``USING
+        TIMESTAMP``), so that a newer vector already stored is kept; it must not be
+        ahead of the clock (domain.ingest.check_write_timestamp).
         """
         prepared = self._prepared
         if prepared is None:
             raise SchemaNotReady("the schema is not loaded yet: run `kv-reco schema apply`")
         if admitted:
-            applied = await self._write(prepared, video_id, vector)
+            found = await self._write(prepared, video_id, vector, timestamp_us)
         else:
             async with self._limiter:
-                applied = await self._write(prepared, video_id, vector)
-        if not applied:
+                found = await self._write(prepared, video_id, vector, timestamp_us)
+        if not found:
             raise VideoNotFound(f"video {video_id} does not exist")
 
-    async def _write(self, prepared: _Statements, video_id: uuid.UUID, vector: bytes) -> bool:
-        """Run the conditional UPDATE; True when the video existed (applied)."""
+    async def _write(
+        self, prepared: _Statements, video_id: uuid.UUID, vector: bytes, timestamp_us: int | None
+    ) -> bool:
+        """Write the vector; True when the video existed."""
+        key = video_id.bytes
+        if timestamp_us is None:
+            return await self._run(prepared.set_features, (vector, key), (vector, video_id), key)
+        if not await self._run(prepared.exists, (key,), (video_id,), key):
+            return False
+        stamp = _BIGINT.pack(timestamp_us)
+        await self._run(
+            prepared.set_features_at, (stamp, vector, key), (timestamp_us, vector, video_id), key
+        )
+        return True
+
+    async def _run(
+        self,
+        prepared: _Prepared,
+        wire_values: tuple[bytes, ...],
+        values: tuple[Any, ...],
+        key: bytes,
+    ) -> bool:
+        """Execute over the fast path, else the driver; is the first cell there and true?
+
+        That is ``[applied]`` for a conditional write, and "a row" for a read.
+        """
         if self._fast is not None:
-            key = video_id.bytes
             try:
-                cell = await self._fast.execute(prepared.encoder, (vector, key), key)
+                cell = await self._fast.execute(prepared.encoder, wire_values, key)
             except FallBack:
                 pass
             else:
                 self.writes_by_path["fast"] += 1
-                return cell == b"\x01"
-        return await self._set_with_driver(prepared, video_id, vector)
-
-    async def _set_with_driver(
-        self, prepared: _Statements, video_id: uuid.UUID, vector: bytes
-    ) -> bool:
+                return cell is not None and cell != b"\x00"
         self.writes_by_path["driver"] += 1
-        rows = await _driver.run_async(
-            self._session, prepared.set_features.bind((vector, video_id))
-        )
+        rows = await _driver.run_async(self._session, prepared.statement.bind(values))
         return bool(rows and rows[0][0])
 
     async def related(self, video_id: uuid.UUID, *, limit: int) -> list[RelatedVideo]:

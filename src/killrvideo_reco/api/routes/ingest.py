@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -10,11 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ...auth import CREATOR
-from ...domain.ingest import decode_ingest
+from ...domain.ingest import IngestCommand, decode_batch, decode_ingest
 from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
 from ..deps import Services, services
 from ..metrics import ACCEPTED_SECONDS, INGESTS
-from ..schemas import IngestAccepted, IngestRequest, failure_doc
+from ..schemas import BatchRequest, BatchResult, IngestAccepted, IngestRequest, failure_doc
 
 router = APIRouter()
 _ACCEPTED_MESSAGE = "Embedding ingested successfully"
@@ -105,3 +106,96 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
         "message": _ACCEPTED_MESSAGE,
     }
     return Response(_encode(payload), status_code=202, media_type="application/json")
+
+
+@router.post(
+    "/api/v1/reco/ingest/batch",
+    status_code=200,
+    summary="Ingest many video embeddings",
+    description=(
+        "Items are independent: each gets the result the single endpoint would give it, "
+        "in order. A failed item writes nothing; the others still go through. Only a "
+        "problem with the whole request (auth, body, too many items) fails it all."
+    ),
+    response_model=BatchResult,
+    responses={
+        400: failure_doc("The body is not valid JSON"),
+        401: failure_doc("Missing, malformed, expired or forged bearer token"),
+        403: failure_doc("The token lacks the creator role"),
+        413: failure_doc("The body is larger than KV_MAX_BATCH_BODY_BYTES"),
+        415: failure_doc("The body is not declared as JSON"),
+        422: failure_doc(
+            "The envelope breaks a rule: no items array, more than KV_MAX_BATCH_ITEMS, "
+            "unknown field, writeTimestamp not an integer or in the future"
+        ),
+        503: failure_doc("The schema is not loaded; retry after Retry-After"),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
+        }
+    },
+)
+async def ingest_batch(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+    svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
+    _check_media_type(request.headers.get("content-type"))
+    body = await read_body(request, limit=svc.settings.max_batch_body_bytes)
+    spec = svc.store.spec
+    if spec is None:
+        raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
+    batch = decode_batch(
+        body, spec, max_items=svc.settings.max_batch_items, now_us=time.time_ns() // 1000
+    )
+    results: list[RecoError | None] = [
+        item if isinstance(item, RecoError) else None for item in batch.items
+    ]
+    todo = [(i, item) for i, item in enumerate(batch.items) if isinstance(item, IngestCommand)]
+    store, stamp = svc.store, batch.write_timestamp_us
+
+    async def worker() -> None:
+        # Concurrent single-row writes, never a CQL BATCH (its size guardrail
+        # fails at about 8 vectors). Each takes a slot of the same in-flight
+        # bound as single ingests, so a batch cannot starve them.
+        while todo:
+            index, command = todo.pop()
+            try:
+                await store.set_content_features(
+                    command.video_id, command.vector, timestamp_us=stamp
+                )
+            except RecoError as exc:
+                exc.video_id = str(command.video_id)
+                results[index] = exc
+
+    workers = min(len(todo), svc.settings.max_in_flight)
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    items = []
+    for item, error in zip(batch.items, results, strict=True):
+        INGESTS.labels(202 if error is None else error.status_code).inc()
+        if error is None:
+            assert isinstance(item, IngestCommand)
+            items.append(
+                {
+                    "videoId": str(item.video_id),
+                    "status": "accepted",
+                    "code": 202,
+                    "message": _ACCEPTED_MESSAGE,
+                }
+            )
+        else:
+            entry: dict[str, object] = {
+                "status": "failed",
+                "code": error.status_code,
+                "message": error.message,
+            }
+            if error.video_id is not None:
+                entry = {"videoId": error.video_id, **entry}
+            items.append(entry)
+    failed = sum(error is not None for error in results)
+    payload = {
+        "status": "completed",
+        "accepted": len(items) - failed,
+        "failed": failed,
+        "items": items,
+    }
+    return Response(_encode(payload), status_code=200, media_type="application/json")
