@@ -15,7 +15,7 @@ help: ## List the tasks
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embed]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -48,7 +48,7 @@ latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: ser
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk))
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,embed,bench]'
 	@touch $@
 
 bench: cassandra-up $(BENCH_STAMP) ## Micro-benchmark, then service vs ceiling vs naive under wrk (about 7 min)

@@ -6,13 +6,17 @@ and `make run` do. If it cannot start, the session fails: nothing is skipped.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx2 as httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -93,3 +97,48 @@ def creator_headers(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def served(
+    settings: Settings, store: CassandraStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `kv-reco serve` on the session keyspace: its URL and its environment."""
+    # No KV_JWT_SECRET: serve and token must agree through the local dev key.
+    env = {
+        **os.environ,
+        "KV_KEYSPACE": settings.keyspace,
+        "KV_STATE_DIR": str(tmp_path_factory.mktemp("dev")),
+    }
+    env.pop("KV_JWT_SECRET", None)
+    port = free_port()
+    proc = subprocess.Popen(
+        [KV, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            proc.kill()
+            pytest.fail(f"serve did not become ready:\n{proc.communicate()[0]}")
+        yield url, env
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+        assert "using the local development JWT key" in output

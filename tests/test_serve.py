@@ -3,64 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from killrvideo_reco.config import Settings
 from killrvideo_reco.storage import CassandraStore
 
 from .conftest import DIM, KV
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def served(
-    settings: Settings, store: CassandraStore, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, dict[str, str]]]:
-    # No KV_JWT_SECRET: serve and token must agree through the local dev key.
-    env = {
-        **os.environ,
-        "KV_KEYSPACE": settings.keyspace,
-        "KV_STATE_DIR": str(tmp_path_factory.mktemp("dev")),
-    }
-    env.pop("KV_JWT_SECRET", None)
-    port = free_port()
-    proc = subprocess.Popen(
-        [KV, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            proc.kill()
-            pytest.fail(f"serve did not become ready:\n{proc.communicate()[0]}")
-        yield url, env
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-        assert "using the local development JWT key" in output
 
 
 def test_readme_curl_gets_202_and_the_vector_is_in_cassandra(

@@ -230,6 +230,129 @@ def related(
         typer.echo(f"{item.score:.4f}  {item.video_id}  {item.title or ''}")
 
 
+def _api_url(settings: Settings, url: str | None) -> str:
+    return url or f"http://{settings.host}:{settings.port}"
+
+
+def _api_token(settings: Settings, token: str | None) -> str:
+    """--token, else KV_API_TOKEN, else a short creator token from this machine's key."""
+    if token:
+        return token
+    from ..auth import CREATOR, mint_token
+
+    try:
+        return mint_token(settings, roles=[CREATOR], subject=None, ttl_s=3600)
+    except RecoError as exc:
+        _fail(f"no --token given and none can be minted here: {exc.message}")
+
+
+UrlOpt = Annotated[
+    str | None, typer.Option(help="The API's base URL [default: http://KV_HOST:KV_PORT]")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="KV_API_TOKEN",
+        help="Creator bearer token [default: minted with this machine's dev key]",
+    ),
+]
+
+
+@app.command("ingest")
+def ingest(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help=".jsonl, .parquet or .npy")
+    ],
+    ids: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="videoIds for a .npy file")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items per request")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight")] = 4,
+    write_timestamp: Annotated[
+        int | None,
+        typer.Option(help="USING TIMESTAMP in µs, e.g. when these vectors were computed"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="[default: FILE.checkpoint]; delete it to start over")
+    ] = None,
+    failed_file: Annotated[
+        Path | None, typer.Option(help="Failed ids as JSONL [default: FILE.failed.jsonl]")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate against the server's schema; send nothing")
+    ] = False,
+) -> None:
+    """Send (videoId, vector) pairs through the batch endpoint; resumable."""
+    import asyncio
+
+    from ..client import AsyncRecoClient, RequestFailed
+    from . import bulk
+
+    settings = _settings()
+    checkpoint = checkpoint or file.with_name(file.name + ".checkpoint")
+    failed_file = failed_file or file.with_name(file.name + ".failed.jsonl")
+    try:
+        total = bulk.count_records(file, ids)
+        if dry_run:
+            raise typer.Exit(
+                _dry_run(file, ids, _api_url(settings, url), _api_token(settings, token), total)
+            )
+        state = bulk.Checkpoint.load_or_new(checkpoint, file)
+        if state.done:
+            typer.echo(f"resuming after {state.done} of {total} records ({checkpoint})", err=True)
+        else:
+            failed_file.unlink(missing_ok=True)
+        options = bulk.Options(batch_size, concurrency, write_timestamp)
+        client = AsyncRecoClient(_api_url(settings, url), _api_token(settings, token))
+        summary = asyncio.run(
+            bulk.send_file(client, file, ids, state, checkpoint, failed_file, total, options)
+        )
+    except RequestFailed as exc:
+        _fail(f"the server refused the request ({exc.status_code}): {exc.message}")
+    except KeyboardInterrupt:
+        _fail(f"interrupted after {state.done} records; run the same command to resume", 130)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"accepted {state.accepted}, failed {state.failed}"
+        + "".join(f", {n} x {code}" for code, n in sorted(summary.failed.items()))
+        + f", retried {summary.retried} (this run: {summary.accepted} accepted)",
+        err=True,
+    )
+    if state.failed:
+        typer.echo(f"failed ids: {failed_file}", err=True)
+        raise typer.Exit(1)
+    checkpoint.unlink(missing_ok=True)  # finished: a new run starts over
+
+
+def _dry_run(file: Path, ids: Path | None, url: str, token: str, total: int) -> int:
+    from tqdm import tqdm
+
+    from ..client import RecoClient, RequestFailed
+    from . import bulk
+
+    try:
+        with RecoClient(url, token) as client:
+            spec = client.schema()
+    except RequestFailed as exc:
+        _fail(f"the server is not ready ({exc.status_code}): {exc.message}")
+    bad = 0
+    for item in tqdm(bulk.read_items(file, ids), total=total, unit="vec", desc="check"):
+        problem = bulk.check_item(item, spec)
+        if problem is not None:
+            bad += 1
+            if bad <= 20:
+                typer.echo(f"{problem.video_id}: {problem.code} {problem.message}", err=True)
+    typer.echo(
+        f"{total - bad} of {total} records valid for {spec.cql_type} "
+        f"({spec.similarity.value}); nothing was sent",
+        err=True,
+    )
+    return 1 if bad else 0
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Default KV_HOST")] = None,
