@@ -7,6 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
+from killrvideo_reco.config import Settings
+from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 from killrvideo_reco.storage import CassandraStore
 
 
@@ -29,3 +31,14 @@ def drop_keyspace(store: CassandraStore, keyspace: str) -> None:
         store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     except Exception as exc:  # the results stand; a slow drop must not hide them
         print(f"(could not drop {keyspace}: {exc})", file=sys.stderr)
+
+
+def nodetool(*args: str) -> None:
+    """Cassandra's own nodetool, run by the node manager against node1."""
+    settings = Settings()
+    config = DevClusterConfig(
+        version=settings.cassandra_version,
+        cache_dir=settings.cache_dir,
+        state_dir=settings.state_dir,
+    )
+    DevCluster(config).nodetool(*args)

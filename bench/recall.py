@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import drop_keyspace
+from _common import drop_keyspace, nodetool
 from killrvideo_reco.config import Settings
-from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.errors import StorageUnavailable
@@ -52,17 +51,6 @@ def exact_top(vectors: np.ndarray, query: np.ndarray, similarity: Similarity) ->
     else:
         score = v @ q
     return np.argsort(-score)[:K]
-
-
-def nodetool(*args: str) -> None:
-    """Cassandra's own nodetool, run by the node manager against node1."""
-    settings = Settings()
-    config = DevClusterConfig(
-        version=settings.cassandra_version,
-        cache_dir=settings.cache_dir,
-        state_dir=settings.state_dir,
-    )
-    DevCluster(config).nodetool(*args)
 
 
 async def load(

@@ -6,6 +6,7 @@ and `make run` do. If it cannot start, the session fails: nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -105,18 +106,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def served(
-    settings: Settings, store: CassandraStore, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real `kv-reco serve` on the session keyspace: its URL and its environment."""
-    # No KV_JWT_SECRET: serve and token must agree through the local dev key.
-    env = {
-        **os.environ,
-        "KV_KEYSPACE": settings.keyspace,
-        "KV_STATE_DIR": str(tmp_path_factory.mktemp("dev")),
-    }
-    env.pop("KV_JWT_SECRET", None)
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """Run `kv-reco serve` with this environment until the block ends; yield its URL.
+
+    On the way out it asserts that the service logged its use of the local
+    development key (tests leave KV_JWT_SECRET out, as `make run` does).
+    """
     port = free_port()
     proc = subprocess.Popen(
         [KV, "serve", "--port", str(port)],
@@ -133,12 +129,30 @@ def served(
                 if httpx.get(f"{url}/readyz").status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         else:
             proc.kill()
             pytest.fail(f"serve did not become ready:\n{proc.communicate()[0]}")
-        yield url, env
+        yield url
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
-        assert "using the local development JWT key" in output
+    assert "using the local development JWT key" in output, output[-2000:]
+
+
+def service_env(keyspace: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    # No KV_JWT_SECRET: serve, token and ingest agree through the local dev key.
+    env = {**os.environ, "KV_KEYSPACE": keyspace, "KV_STATE_DIR": str(state_dir), **extra}
+    env.pop("KV_JWT_SECRET", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def served(
+    settings: Settings, store: CassandraStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `kv-reco serve` on the session keyspace: its URL and its environment."""
+    env = service_env(settings.keyspace, tmp_path_factory.mktemp("dev"))
+    with serving(env) as url:
+        yield url, env

@@ -82,6 +82,12 @@ class Summary:
         return sum(self.failed.values())
 
 
+@dataclass(frozen=True, slots=True)
+class ServerSchema:
+    spec: VectorSpec
+    column: str  # the vector column the service writes (content_features by default)
+
+
 class RequestFailed(Exception):
     """The server refused the whole request (auth, body, limits): retrying cannot help."""
 
@@ -140,13 +146,14 @@ class AsyncRecoClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def schema(self) -> VectorSpec:
-        """The live vector dimension and similarity, as the server reads them."""
+    async def schema(self) -> ServerSchema:
+        """The live vector column, dimension and similarity, as the server reads them."""
         response = await self._http.get("/readyz")
         body = response.json()
         if response.status_code != 200:
             raise RequestFailed(response.status_code, body.get("message", response.text))
-        return VectorSpec(dimension=body["dimension"], similarity=Similarity(body["similarity"]))
+        spec = VectorSpec(dimension=body["dimension"], similarity=Similarity(body["similarity"]))
+        return ServerSchema(spec=spec, column=body["column"])
 
     async def ingest_batch(
         self, items: Sequence[Item], *, write_timestamp_us: int | None = None
@@ -263,7 +270,7 @@ class RecoClient:
         self._runner.run(self._client.aclose())
         self._runner.close()
 
-    def schema(self) -> VectorSpec:
+    def schema(self) -> ServerSchema:
         return self._runner.run(self._client.schema())
 
     def ingest_batch(

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     contact_points: str = "127.0.0.1"
     cassandra_port: int = 9042
     local_dc: str | None = None
+    # The vector column this instance writes and queries: the spec's
+    # content_features, or a model migration's new column (README).
+    vector_column: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = "content_features"
     keyspace: str = Field(default="killrvideo", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     consistency: str = "LOCAL_QUORUM"
     request_timeout_s: Annotated[float, Field(gt=0)] = 3.0

@@ -23,7 +23,12 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_reports_the_live_schema(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "dimension": DIM, "similarity": "cosine"}
+    assert response.json() == {
+        "status": "ready",
+        "dimension": DIM,
+        "similarity": "cosine",
+        "column": "content_features",
+    }
 
 
 def test_without_schema_the_service_is_not_ready_until_it_is_applied(
@@ -46,6 +51,7 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
                 "status": "ready",
                 "dimension": 8,
                 "similarity": "dot_product",
+                "column": "content_features",
             }
             video = Video(name="late")
             store.insert_videos([video])

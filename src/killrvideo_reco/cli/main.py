@@ -16,6 +16,9 @@ from ..domain.vectors import Similarity
 from ..errors import RecoError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..client import Summary
     from ..domain.videos import Video
 
 app = typer.Typer(
@@ -55,6 +58,34 @@ def _cluster(settings: Settings, nodes: int) -> DevCluster:
 
 
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, max=9, help="Nodes on 127.0.0.1..N")]
+
+
+def _api_url(settings: Settings, url: str | None) -> str:
+    return url or f"http://{settings.host}:{settings.port}"
+
+
+def _api_token(settings: Settings, token: str | None) -> str:
+    """--token, else KV_API_TOKEN, else a short creator token from this machine's key."""
+    if token:
+        return token
+    from ..auth import CREATOR, mint_token
+
+    try:
+        return mint_token(settings, roles=[CREATOR], subject=None, ttl_s=3600)
+    except RecoError as exc:
+        _fail(f"no --token given and none can be minted here: {exc.message}")
+
+
+UrlOpt = Annotated[
+    str | None, typer.Option(help="The API's base URL [default: http://KV_HOST:KV_PORT]")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="KV_API_TOKEN",
+        help="Creator bearer token [default: minted with this machine's dev key]",
+    ),
+]
 
 
 @cassandra_app.command("start")
@@ -124,8 +155,12 @@ def schema_apply(
         Similarity, typer.Option(help="SAI similarity function")
     ] = Similarity.COSINE,
     replication_factor: Annotated[int, typer.Option(min=1, help="Replicas in the local DC")] = 1,
+    column: Annotated[
+        str | None,
+        typer.Option(help="Vector column [default: KV_VECTOR_COLUMN, i.e. content_features]"),
+    ] = None,
 ) -> None:
-    """Create keyspace, videos table and SAI vector index; idempotent."""
+    """Create keyspace, videos table, vector column and its SAI index; idempotent."""
     from ..storage import CassandraStore
 
     settings = _settings()
@@ -133,16 +168,43 @@ def schema_apply(
         store = CassandraStore.open(settings)
         try:
             spec = store.apply_schema(
-                dimension=dimension, similarity=similarity, replication_factor=replication_factor
+                dimension=dimension,
+                similarity=similarity,
+                replication_factor=replication_factor,
+                column=column,
             )
         finally:
             store.close()
     except RecoError as exc:
         _fail(exc.message)
     typer.echo(
-        f"{settings.keyspace}.videos: content_features {spec.cql_type}, "
+        f"{settings.keyspace}.videos: {column or settings.vector_column} {spec.cql_type}, "
         f"{spec.similarity.value} similarity"
     )
+
+
+@schema_app.command("drop-column")
+def schema_drop_column(
+    column: Annotated[str, typer.Option(help="The vector column to drop, with its index")],
+) -> None:
+    """Drop an old model's vector column and index, the last step of a migration."""
+    from ..storage import CassandraStore
+
+    settings = _settings()
+    if column == settings.vector_column:
+        _fail(
+            f"{column} is the column this configuration serves (KV_VECTOR_COLUMN); "
+            "cut the services over to the new column first"
+        )
+    try:
+        store = CassandraStore.open(settings)
+        try:
+            store.drop_vector_column(column)
+        finally:
+            store.close()
+    except RecoError as exc:
+        _fail(exc.message)
+    typer.echo(f"dropped {settings.keyspace}.videos.{column} and its index")
 
 
 @videos_app.command("add")
@@ -164,19 +226,82 @@ def videos_add(
 
 
 @videos_app.command("load")
-def videos_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
-    """Bulk-insert videos from JSONL (one object per line, the fields of `add`)."""
+def videos_load(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".jsonl or .csv")],
+    with_vectors: Annotated[
+        bool,
+        typer.Option(
+            "--with-vectors", help="Also send a .csv export's own vectors through the ingest API"
+        ),
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Bulk-insert videos: JSONL with the fields of `add`, or a KillrVideo CSV export."""
     from ..domain.videos import parse_video_line
 
+    settings = _settings()
+    vectors: list[tuple[str, list[float]]] = []
     try:
-        with file.open("rb") as fh:
-            videos = [
-                parse_video_line(line, lineno=n) for n, line in enumerate(fh, 1) if line.strip()
-            ]
-        count = _insert(_settings(), videos)
+        if file.suffix == ".csv":
+            videos, vectors, skipped = _read_catalogue(file)
+            if skipped:
+                typer.echo(f"skipped {skipped} records that do not parse", err=True)
+        else:
+            with file.open("rb") as fh:
+                videos = [
+                    parse_video_line(line, lineno=n) for n, line in enumerate(fh, 1) if line.strip()
+                ]
+        count = _insert(settings, videos)
     except RecoError as exc:
         _fail(exc.message)
     typer.echo(f"inserted {count} videos", err=True)
+    if with_vectors:
+        if not vectors:
+            _fail("--with-vectors needs a .csv export that carries vectors")
+        _push_vectors(vectors, _api_url(settings, url), _api_token(settings, token))
+
+
+def _read_catalogue(file: Path) -> tuple[list[Video], list[tuple[str, list[float]]], int]:
+    import csv
+
+    from ..domain.videos import parse_catalogue_row
+
+    videos, vectors, skipped = [], [], 0
+    with file.open(newline="", encoding="utf-8") as fh:
+        for fields in csv.reader(fh):
+            try:
+                row = parse_catalogue_row(fields)
+            except RecoError as exc:
+                skipped += 1
+                typer.echo(f"skipped: {exc.message}", err=True)
+                continue
+            videos.append(row.video)
+            if row.vector is not None:
+                vectors.append((str(row.video.videoid), row.vector))
+    return videos, vectors, skipped
+
+
+def _push_vectors(vectors: list[tuple[str, list[float]]], url: str, token: str) -> None:
+    from ..client import Item, RecoClient, RequestFailed
+
+    try:
+        with RecoClient(url, token) as client:
+            live = client.schema().spec
+            dimension = len(vectors[0][1])
+            if live.dimension != dimension:
+                _fail(
+                    f"the file's vectors have {dimension} dimensions but the service takes "
+                    f"{live.cql_type}: apply a {dimension}-dim schema first "
+                    f"(kv-reco schema apply --dimension {dimension})",
+                    2,
+                )
+            summary = client.ingest_many(Item(vid, vec) for vid, vec in vectors)
+    except RequestFailed as exc:
+        _fail(f"the server refused the request ({exc.status_code}): {exc.message}")
+    typer.echo(f"vectors: accepted {summary.accepted}, failed {summary.total_failed}", err=True)
+    if summary.total_failed:
+        raise typer.Exit(1)
 
 
 def _insert(settings: Settings, videos: list[Video]) -> int:
@@ -228,34 +353,6 @@ def related(
         store.close()
     for item in items:
         typer.echo(f"{item.score:.4f}  {item.video_id}  {item.title or ''}")
-
-
-def _api_url(settings: Settings, url: str | None) -> str:
-    return url or f"http://{settings.host}:{settings.port}"
-
-
-def _api_token(settings: Settings, token: str | None) -> str:
-    """--token, else KV_API_TOKEN, else a short creator token from this machine's key."""
-    if token:
-        return token
-    from ..auth import CREATOR, mint_token
-
-    try:
-        return mint_token(settings, roles=[CREATOR], subject=None, ttl_s=3600)
-    except RecoError as exc:
-        _fail(f"no --token given and none can be minted here: {exc.message}")
-
-
-UrlOpt = Annotated[
-    str | None, typer.Option(help="The API's base URL [default: http://KV_HOST:KV_PORT]")
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="KV_API_TOKEN",
-        help="Creator bearer token [default: minted with this machine's dev key]",
-    ),
-]
 
 
 @app.command("ingest")
@@ -335,7 +432,7 @@ def _dry_run(file: Path, ids: Path | None, url: str, token: str, total: int) -> 
 
     try:
         with RecoClient(url, token) as client:
-            spec = client.schema()
+            spec = client.schema().spec
     except RequestFailed as exc:
         _fail(f"the server is not ready ({exc.status_code}): {exc.message}")
     bad = 0
@@ -351,6 +448,81 @@ def _dry_run(file: Path, ids: Path | None, url: str, token: str, total: int) -> 
         err=True,
     )
     return 1 if bad else 0
+
+
+@app.command("embed")
+def embed(
+    missing_only: Annotated[
+        bool, typer.Option("--missing-only", help="Only videos without a vector yet")
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Videos per request")] = 128,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight")] = 2,
+) -> None:
+    """Embed videos' name, description and tags with all-MiniLM-L6-v2; send them to the API."""
+    import asyncio
+    from itertools import islice
+
+    from tqdm import tqdm
+
+    from ..client import AsyncRecoClient, Item, RecoClient, RequestFailed
+    from ..domain.videos import embedding_text
+    from ..embedding import MODEL_NAME, Embedder, model_dimension
+    from ..storage import CassandraStore
+
+    settings = _settings()
+    base_url, bearer = _api_url(settings, url), _api_token(settings, token)
+    try:
+        with RecoClient(base_url, bearer) as client:
+            server = client.schema()
+    except RequestFailed as exc:
+        _fail(f"the service is not ready ({exc.status_code}): {exc.message}")
+    dimension = model_dimension()
+    if dimension != server.spec.dimension:
+        _fail(
+            f"{MODEL_NAME} makes {dimension}-dim vectors, but the service at {base_url} "
+            f"writes {server.column} {server.spec.cql_type}; nothing was done. Move to a "
+            f"{dimension}-dim column first (README: changing the model)",
+            2,
+        )
+    embedder = Embedder()
+    store = CassandraStore.open(settings.model_copy(update={"vector_column": server.column}))
+    bar = tqdm(unit="video", desc="embed", dynamic_ncols=True)
+
+    def items() -> Iterator[Item]:
+        videos = store.scan_videos(only_missing=missing_only)
+        while chunk := list(islice(videos, batch_size)):
+            vectors = embedder.encode([embedding_text(v) for v in chunk])
+            yield from (Item(str(v.videoid), x) for v, x in zip(chunk, vectors, strict=True))
+
+    async def send() -> Summary:
+        async with AsyncRecoClient(base_url, bearer) as client:
+            return await client.ingest_many(
+                items(),
+                batch_size=batch_size,
+                concurrency=concurrency,
+                on_batch=lambda _n, results: bar.update(len(results)),
+            )
+
+    try:
+        summary = asyncio.run(send())
+    except RequestFailed as exc:
+        _fail(f"the server refused the request ({exc.status_code}): {exc.message}")
+    except RecoError as exc:
+        _fail(exc.message)
+    finally:
+        bar.close()
+        store.close()
+    typer.echo(
+        f"embedded and sent {summary.accepted + summary.total_failed} videos: accepted "
+        f"{summary.accepted}, failed {summary.total_failed}, retried {summary.retried}",
+        err=True,
+    )
+    for failure in summary.failures[:20]:
+        typer.echo(f"{failure.video_id}: {failure.code} {failure.message}", err=True)
+    if summary.total_failed:
+        raise typer.Exit(1)
 
 
 @app.command("serve")

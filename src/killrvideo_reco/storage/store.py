@@ -8,11 +8,12 @@ reads. The synchronous methods serve the CLI, start-up and tests.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 
 _BIGINT = struct.Struct(">q")
+# Murmur3Partitioner's token range; no key hashes to the minimum itself.
+_MIN_TOKEN, _MAX_TOKEN = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class CassandraStore:
         self._cluster = cluster
         self._session = session
         self.keyspace = settings.keyspace
+        self.column = settings.vector_column  # content_features unless mid-migration
         self._consistency = _driver.consistency(settings.consistency)
         self._serial = _driver.serial_consistency_for(settings.consistency)
         self._prepared: _Statements | None = None
@@ -102,15 +106,30 @@ class CassandraStore:
     # -- schema ------------------------------------------------------------------
 
     def apply_schema(
-        self, *, dimension: int, similarity: Similarity, replication_factor: int
+        self,
+        *,
+        dimension: int,
+        similarity: Similarity,
+        replication_factor: int,
+        column: str | None = None,
     ) -> VectorSpec:
+        """Create what is missing for ``column`` (KV_VECTOR_COLUMN by default)."""
         return schema.apply_schema(
             self._session,
             keyspace=self.keyspace,
             dimension=dimension,
             similarity=similarity,
             replication_factor=replication_factor,
+            column=column or self.column,
         )
+
+    def drop_vector_column(self, column: str) -> None:
+        try:
+            schema.drop_vector_column(self._session, self.keyspace, column)
+        except SchemaNotReady:
+            raise
+        except Exception as exc:
+            raise _driver.translate(exc) from exc
 
     def load_schema(self) -> VectorSpec:
         """Read the live vector shape and prepare the write statements for it.
@@ -118,7 +137,7 @@ class CassandraStore:
         Raises SchemaNotReady when the table or its index is missing.
         """
         try:
-            spec = schema.read_vector_spec(self._session, self.keyspace)
+            spec = schema.read_vector_spec(self._session, self.keyspace, self.column)
         except (SchemaNotReady, SchemaMismatch):
             raise
         except Exception as exc:
@@ -137,7 +156,7 @@ class CassandraStore:
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
         set_features = self._prepare(
-            f"UPDATE {table} SET {schema.VECTOR_COLUMN} = ? WHERE videoid = ? IF EXISTS",
+            f"UPDATE {table} SET {self.column} = ? WHERE videoid = ? IF EXISTS",
             binds_vector=True,
         )
         # Cassandra refuses USING TIMESTAMP on a conditional write, so an explicit
@@ -145,12 +164,12 @@ class CassandraStore:
         # wins: the timestamp is never ahead of the clock (checked by the caller),
         # so the row's tombstone is newer than the cell and shadows it.
         set_features_at = self._prepare(
-            f"UPDATE {table} USING TIMESTAMP ? SET {schema.VECTOR_COLUMN} = ? WHERE videoid = ?",
+            f"UPDATE {table} USING TIMESTAMP ? SET {self.column} = ? WHERE videoid = ?",
             binds_vector=True,
         )
         exists = self._prepare(f"SELECT videoid FROM {table} WHERE videoid = ?")
         read_vector = self._session.prepare(
-            f"SELECT {schema.VECTOR_COLUMN} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
+            f"SELECT {self.column} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
         )
         read_vector.consistency_level = self._consistency
         # ANN queries run at ONE/LOCAL_ONE only in 5.0; the score is the index's
@@ -159,9 +178,9 @@ class CassandraStore:
         if indexed:
             nearest = self._session.prepare(
                 f"SELECT videoid, name, thumbnail_url, "
-                f"similarity_{spec.similarity.value}({schema.VECTOR_COLUMN}, ?) "
+                f"similarity_{spec.similarity.value}({self.column}, ?) "
                 f"FROM {self.keyspace}.{schema.TABLE} "
-                f"ORDER BY {schema.VECTOR_COLUMN} ANN OF ? LIMIT ?"
+                f"ORDER BY {self.column} ANN OF ? LIMIT ?"
             )
             nearest.consistency_level = _driver.consistency("LOCAL_ONE")
         self._prepared = _Statements(
@@ -176,7 +195,7 @@ class CassandraStore:
     def _prepare(self, query: str, *, binds_vector: bool = False) -> _Prepared:
         stmt = self._session.prepare(query)
         if binds_vector:
-            bind_packed_vectors(stmt, column=schema.VECTOR_COLUMN)
+            bind_packed_vectors(stmt, column=self.column)
         stmt.consistency_level = self._consistency
         stmt.serial_consistency_level = self._serial
         stmt.is_idempotent = True  # same vector, same outcome: safe to retry
@@ -315,6 +334,39 @@ class CassandraStore:
         except Exception as exc:
             raise _driver.translate(exc) from exc
         return len(results)
+
+    def scan_videos(self, *, only_missing: bool = False, splits: int = 64) -> Iterator[Video]:
+        """Every video (with a name), in token order; ``only_missing``: those without a vector.
+
+        The ring is read in ``splits`` token ranges, each paged, so a catalogue of
+        any size streams through in bounded memory and no single query runs long.
+        writetime() of the vector is null when it was never written: the filter
+        needs no index and reads no vector.
+        """
+        query = self._session.prepare(
+            f"SELECT videoid, name, description, tags, thumbnail_url, writetime({self.column}) "
+            f"FROM {self.keyspace}.{schema.TABLE} "
+            "WHERE token(videoid) > ? AND token(videoid) <= ?"
+        )
+        query.fetch_size = 500
+        query.consistency_level = self._consistency
+        step = (_MAX_TOKEN - _MIN_TOKEN) // splits
+        bounds = [_MIN_TOKEN + i * step for i in range(splits)] + [_MAX_TOKEN]
+        for low, high in itertools.pairwise(bounds):
+            try:
+                rows = self._session.execute(query, (low, high), timeout=schema.ADMIN_TIMEOUT_S)
+                for videoid, name, description, tags, thumb, written in rows:
+                    if (only_missing and written is not None) or not (name or "").strip():
+                        continue  # a row without a name has nothing to embed
+                    yield Video(
+                        name=name,
+                        description=description,
+                        tags=frozenset(tags or ()),
+                        thumbnail_url=thumb,
+                        videoid=videoid,
+                    )
+            except Exception as exc:
+                raise _driver.translate(exc) from exc
 
     def read_video(self, video_id: uuid.UUID) -> dict[str, Any] | None:
         """The whole row as a dict (content_features as floats), or None."""

@@ -37,7 +37,12 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
     except RecoError as exc:
         return failure(503, exc.message)
     return JSONResponse(
-        {"status": "ready", "dimension": spec.dimension, "similarity": spec.similarity.value}
+        {
+            "status": "ready",
+            "dimension": spec.dimension,
+            "similarity": spec.similarity.value,
+            "column": svc.store.column,
+        }
     )
 
 
