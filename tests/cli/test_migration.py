@@ -1,0 +1,99 @@
+"""The README's model migration, rehearsed: 1536 dims (old model) to 384 (all-MiniLM-L6-v2).
+
+Related-videos queries are answered at every step.
+"""
+
+from __future__ import annotations
+
+import csv
+import secrets
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx2 as httpx
+import numpy as np
+
+from killrvideo_reco.client import Item, RecoClient
+from killrvideo_reco.config import Settings
+from killrvideo_reco.domain.vectors import Similarity
+from killrvideo_reco.domain.videos import parse_catalogue_row
+from killrvideo_reco.storage import CassandraStore
+
+from ..conftest import KV, service_env, serving
+from .test_embed import CATALOGUE
+
+NEW = "content_features_384"
+
+
+def kv(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KV, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def related(url: str, video_id: uuid.UUID) -> list[dict[str, object]]:
+    response = httpx.get(f"{url}/api/v1/videos/id/{video_id}/related?limit=3")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_moving_the_catalogue_to_a_new_model_and_dimension(
+    node: str, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    settings = Settings(keyspace=f"kv_test_mig_{secrets.token_hex(3)}")
+    store = CassandraStore.open(settings)
+    try:
+        store.apply_schema(dimension=1536, similarity=Similarity.COSINE, replication_factor=1)
+        with CATALOGUE.open(newline="") as fh:
+            records = list(csv.reader(fh))
+        videos = [parse_catalogue_row(f).video for f in records[:24]]
+        store.insert_videos(videos)
+        query = videos[0].videoid
+        env = service_env(settings.keyspace, tmp_path / "state")
+        new_env = {**env, "KV_VECTOR_COLUMN": NEW}
+        with serving(env) as old_url:
+            token = kv(env, "token", "--role", "creator").stdout.strip()
+            with RecoClient(old_url, token) as client:  # the old model's vectors
+                old = rng.standard_normal((len(videos), 1536)).astype(np.float32)
+                summary = client.ingest_many(
+                    Item(str(v.videoid), x) for v, x in zip(videos, old, strict=True)
+                )
+            assert summary.accepted == len(videos)
+            before = related(old_url, query)
+
+            # 1. A new column for the new model, indexed from the start.
+            added = kv(env, "schema", "apply", "--column", NEW, "--dimension", "384")
+            assert added.returncode == 0, added.stderr
+            # 2-3. A second service writes the new column; embed fills it through it.
+            with serving(new_env) as new_url:
+                filled = kv(new_env, "embed", "--url", new_url)
+                assert filled.returncode == 0, filled.stderr
+                assert f"accepted {len(videos)}" in filled.stderr
+                # Meanwhile the old column still serves related videos, unchanged.
+                assert related(old_url, query) == before
+                # A video uploaded during the migration gets its new-model vector
+                # from --missing-only, the last step before the cut-over.
+                late = parse_catalogue_row(records[30]).video
+                store.insert_videos([late])
+                caught_up = kv(new_env, "embed", "--missing-only", "--url", new_url)
+                assert "embedded and sent 1 videos: accepted 1" in caught_up.stderr
+        # 4. Cut-over: the service restarts on the new column.
+        with serving(new_env) as url:
+            after = related(url, query)
+            assert len(after) == 3 and after != before
+            wrong = {"videoId": str(query), "vector": [0.1] * 1536}
+            headers = {"Authorization": f"Bearer {token}"}
+            refused = httpx.post(f"{url}/api/v1/reco/ingest", json=wrong, headers=headers)
+            assert refused.status_code == 422 and "expected 384" in refused.json()["message"]
+        # 5. The old column goes, with its index; never the one being served.
+        refused_drop = kv(new_env, "schema", "drop-column", "--column", NEW)
+        assert refused_drop.returncode == 1 and "cut the services over" in refused_drop.stderr
+        dropped = kv(new_env, "schema", "drop-column", "--column", "content_features")
+        assert dropped.returncode == 0, dropped.stderr
+        row = store.read_video(query)
+        assert row is not None and "content_features" not in row and len(row[NEW]) == 384
+        # Cassandra never takes the old name back with another dimension.
+        again = kv(env, "schema", "apply", "--dimension", "384")
+        assert again.returncode == 1 and "incompatible with previously dropped" in again.stderr
+    finally:
+        store.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+        store.close()
