@@ -7,7 +7,7 @@ KV := $(BIN)/kv-reco
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cassandra-up cassandra-down schema run test lint bench bench-recall bench-large latency clean
+.PHONY: help install cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,18 @@ run: schema ## Set up everything, print a creator token, serve on 127.0.0.1:8080
 	@echo "Creator token (valid 24 h):"
 	@$(KV) token --role creator --ttl 86400
 	$(KV) serve
+
+CATALOGUE ?= ../shared/data/killrvideo/video_out.csv
+DEMO_ENV := KV_KEYSPACE=killrvideo_demo
+demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspace killrvideo_demo) on :8080
+	$(DEMO_ENV) $(KV) schema apply --dimension 384
+	@echo "Creator token (valid 24 h):"
+	@$(DEMO_ENV) $(KV) token --role creator --ttl 86400
+	@$(DEMO_ENV) bash -c '$(KV) serve & pid=$$!; trap "kill $$pid" INT TERM EXIT; \
+	  until curl -sf http://127.0.0.1:8080/readyz >/dev/null; do sleep 0.5; done; \
+	  $(KV) videos load $(CATALOGUE) --with-vectors && $(KV) embed --missing-only && \
+	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
+	  wait $$pid'
 
 test: cassandra-up ## Set up everything and run the whole test suite against a real node
 	$(BIN)/pytest
