@@ -109,12 +109,19 @@ def main() -> None:
     ap.add_argument("--vectors", type=int, default=20000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--dimension", type=int, default=1536)
+    ap.add_argument(
+        "--similarity",
+        action="append",
+        choices=[s.value for s in Similarity],
+        help="only these (repeat); default: every function the schema offers",
+    )
     args = ap.parse_args()
+    similarities = [Similarity(s) for s in args.similarity] if args.similarity else list(Similarity)
     rng = np.random.default_rng(2026)
     vectors = clustered(rng, args.vectors, args.dimension, clusters=max(20, args.vectors // 100))
     sample = rng.choice(args.vectors, size=min(args.queries, args.vectors), replace=False)
     results = []
-    for similarity in Similarity:
+    for similarity in similarities:
         keyspace = f"kv_recall_{secrets.token_hex(3)}"
         store = CassandraStore.open(
             Settings(keyspace=keyspace, max_in_flight=64, request_timeout_s=30)
@@ -131,8 +138,13 @@ def main() -> None:
             fresh = measure(store, keyspace, ids, vectors, sample, similarity)
             t0 = time.perf_counter()
             nodetool("flush", keyspace, "videos")
+            flushed_s = time.perf_counter() - t0
             nodetool("compact", keyspace, "videos")
             built_s = time.perf_counter() - t0
+            print(
+                f"{similarity.value}: flush {flushed_s:.0f} s, flush+compact {built_s:.0f} s",
+                flush=True,
+            )
             on_disk = measure(store, keyspace, ids, vectors, sample, similarity)
         finally:
             drop_keyspace(store, keyspace)
