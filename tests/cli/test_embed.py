@@ -20,7 +20,7 @@ from killrvideo_reco.storage import CassandraStore
 
 from ..conftest import KV, service_env, serving
 
-CATALOGUE = Path(__file__).parents[3] / "shared" / "data" / "killrvideo" / "video_out.csv"
+CATALOGUE = Path(__file__).parents[2] / "data" / "killrvideo" / "video_out.csv"
 Served = tuple[str, dict[str, str]]
 
 
