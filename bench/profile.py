@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from _common import free_port
+from _common import drop_keyspace, free_port
 from killrvideo_reco.auth import CREATOR, mint_token
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity
@@ -121,7 +121,7 @@ def main() -> None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
         service.stop()
-        store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        drop_keyspace(store, keyspace)
         store.close()
     lines = summarise(raw)
     print(f"\nservice CPU by layer, {DIM}-dim cosine, c={args.concurrency} (py-spy, {raw}):")

@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app, retry_after_s=settings.retry_after_s)
+    app.add_middleware(ingest.IngestShortcut)
     app.include_router(ingest.router, tags=["reco"])
     app.include_router(related.router, tags=["videos"])
     app.include_router(health.router, tags=["health"])

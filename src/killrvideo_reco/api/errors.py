@@ -39,18 +39,24 @@ def failure(
     )
 
 
+def reco_error_response(exc: RecoError, *, method: str, path: str, retry_after_s: int) -> Response:
+    """Our exception in the spec's failure shape; a 503 is counted, logged, gets Retry-After."""
+    headers = None
+    if exc.status_code == 503:
+        headers = {"Retry-After": str(retry_after_s)}
+        kind = exc.kind if isinstance(exc, StorageUnavailable) else type(exc).__name__
+        CASSANDRA_ERRORS.labels(kind).inc()
+        log.warning("503 for %s %s: %s", method, path, exc.message)
+    return failure(exc.status_code, exc.message, video_id=exc.video_id, headers=headers)
+
+
 def install(app: FastAPI, *, retry_after_s: int) -> None:
-    retry_after = {"Retry-After": str(retry_after_s)}
 
     async def on_reco_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RecoError)
-        headers = None
-        if exc.status_code == 503:
-            headers = retry_after
-            kind = exc.kind if isinstance(exc, StorageUnavailable) else type(exc).__name__
-            CASSANDRA_ERRORS.labels(kind).inc()
-            log.warning("503 for %s %s: %s", request.method, request.url.path, exc.message)
-        return failure(exc.status_code, exc.message, video_id=exc.video_id, headers=headers)
+        return reco_error_response(
+            exc, method=request.method, path=request.url.path, retry_after_s=retry_after_s
+        )
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

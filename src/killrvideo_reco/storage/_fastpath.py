@@ -189,14 +189,20 @@ class FastPath:
         """
         conn = self._connection_for(routing_key)
         future = conn.request(_wire.EXECUTE, encoder.body(values))
+        # A bare timer on the future, not wait_for(shield()): those cost a task
+        # and two more futures per write. A cancelled caller cancels the future,
+        # and the late answer finds it done and is dropped.
+        timer = asyncio.get_running_loop().call_later(self._request_timeout_s, _expire, future)
         try:
-            opcode, body = await asyncio.wait_for(asyncio.shield(future), self._request_timeout_s)
+            opcode, body = await future
         except TimeoutError:
             conn.forget(future)
             raise StorageUnavailable(
                 f"Cassandra did not answer within {self._request_timeout_s} s",
                 kind="OperationTimedOut",
             ) from None
+        finally:
+            timer.cancel()
         if opcode == _wire.RESULT:
             return _wire.parse_first_cell(body)
         if opcode == _wire.ERROR:
