@@ -297,9 +297,16 @@ def seed_videos(store: CassandraStore, ids_file: Path) -> list[Any]:
 
 
 def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[Run]:
+    """Ceiling, service and naive, level by level, on one fresh table.
+
+    The three take turns at each level rather than one after the other: the
+    table grows through the run and its flushes (which build the on-disk vector
+    index) land on whoever is running, so turns share that cost fairly.
+    """
     keyspace = f"kv_bench_{similarity.value}"
     store = fresh_store(base, keyspace, similarity)
     runs: list[Run] = []
+    service = naive = None
     try:
         spec = store.spec
         assert spec is not None
@@ -307,78 +314,42 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
         ids = seed_videos(store, ids_file)
         token = mint_token(base, roles=[CREATOR], ttl_s=3600)
         env = {"KV_KEYSPACE": keyspace, "KV_JWT_SECRET": base.jwt_secret.get_secret_value()}  # type: ignore[union-attr]
+        # A probe of the ceiling sizes the pools of fresh bodies: enough for a run
+        # at its rate, with room for the refused requests of high levels.
+        probe = asyncio.run(ceiling(store, spec, ids, 4, 3, "probe"))
+        pool = int(probe.ingests_per_s * DURATION * 4) + 100
+        port = free_port()
+        service = Server([str(BIN / "kv-reco"), "serve", "--port", str(port)], env, port)
+        naive_port = free_port()
+        naive_cmd = [
+            str(BIN / "uvicorn"), "naive_app:app", "--app-dir", str(ROOT),
+            "--port", str(naive_port), "--log-level", "warning",
+        ]  # fmt: skip
+        naive = Server(naive_cmd, env, naive_port)
+        http = {"ids_file": ids_file, "token": token, "duration": DURATION, "pool": pool}
         for c in LEVELS:
             runs.append(asyncio.run(ceiling(store, spec, ids, c, DURATION, "ceiling")))
             report(runs[-1])
-        # Enough fresh bodies for a run at the ceiling's best rate, with room for
-        # the refused requests of the higher levels, which use up bodies too.
-        pool = int(max(r.ingests_per_s for r in runs) * DURATION * 4) + 100
-        port = free_port()
-        service = Server([str(BIN / "kv-reco"), "serve", "--port", str(port)], env, port)
-        try:
-            for c in LEVELS:
-                runs.append(
-                    http_run(
-                        "service",
-                        spec,
-                        service,
-                        c,
-                        ids_file=ids_file,
-                        token=token,
-                        duration=DURATION,
-                        pool=pool,
-                    )
-                )
-                report(runs[-1])
-            peak = max((r for r in runs if r.impl == "service"), key=lambda r: r.ingests_per_s)
-            over = http_run(
-                "service",
-                spec,
-                service,
-                3 * max(peak.concurrency, 16),
-                ids_file=ids_file,
-                token=token,
-                duration=DURATION,
-                pool=2 * pool,  # the overload run is refused most of the time
-            )
-            over.impl = "service-overload"
-            runs.append(over)
-            report(over)
-            batch = asyncio.run(batch_run(port, token, ids, DURATION, similarity.value))
-            runs.append(batch)
-            report(batch)
-        finally:
-            service.stop()
-        port = free_port()
-        naive_cmd = [
-            str(BIN / "uvicorn"),
-            "naive_app:app",
-            "--app-dir",
-            str(ROOT),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
-        naive = Server(naive_cmd, env, port)
-        try:
-            for c in LEVELS:
-                runs.append(
-                    http_run(
-                        "naive",
-                        spec,
-                        naive,
-                        c,
-                        ids_file=ids_file,
-                        token=token,
-                        duration=DURATION,
-                        pool=pool,
-                    )
-                )
-                report(runs[-1])
-        finally:
-            naive.stop()
+            runs.append(http_run("service", spec, service, c, **http))  # type: ignore[arg-type]
+            report(runs[-1])
+            runs.append(http_run("naive", spec, naive, c, **http))  # type: ignore[arg-type]
+            report(runs[-1])
+        peak = max((r for r in runs if r.impl == "service"), key=lambda r: r.ingests_per_s)
+        over = http_run(
+            "service", spec, service, 3 * max(peak.concurrency, 16),
+            ids_file=ids_file, token=token, duration=DURATION,
+            pool=2 * pool,  # the overload run is refused most of the time
+        )  # fmt: skip
+        over.impl = "service-overload"
+        runs.append(over)
+        report(over)
+        batch = asyncio.run(batch_run(port, token, ids, DURATION, similarity.value))
+        runs.append(batch)
+        report(batch)
     finally:
+        for server in (service, naive):
+            if server is not None:
+                server.stop()
         drop_keyspace(store, keyspace)
         store.close()
     return runs
