@@ -63,7 +63,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,embed,bench]'
 	@touch $@
 
-bench: cassandra-up $(BENCH_STAMP) ## Micro-benchmark, then service vs ceiling vs naive under wrk (about 7 min)
+bench: cassandra-up $(BENCH_STAMP) ## Micro-benchmark, then service vs ceiling vs naive under wrk, and the batch line (about 9.5 min)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/run.py
 
