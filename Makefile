@@ -67,7 +67,7 @@ bench: cassandra-up $(BENCH_STAMP) ## Micro-benchmark, then service vs ceiling v
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/run.py
 
-bench-recall: cassandra-up $(BENCH_STAMP) ## ANN recall@10 and query latency at 20,000 vectors, each similarity (about 20 min)
+bench-recall: cassandra-up $(BENCH_STAMP) ## ANN recall@10 and related-videos latency at 20,000 vectors, each similarity (about 50 min)
 	$(BIN)/python bench/recall.py --vectors 20000
 
 bench-large: cassandra-up $(BENCH_STAMP) ## The same at 100,000 vectors (well over an hour: indexing bounds loading)
