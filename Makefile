@@ -34,7 +34,7 @@ run: schema ## Set up everything, print a creator token, serve on 127.0.0.1:8080
 	@$(KV) token --role creator --ttl 86400
 	$(KV) serve
 
-CATALOGUE ?= data/killrvideo/video_out.csv
+CATALOGUE ?= ../shared/data/killrvideo/video_out.csv
 DEMO_ENV := KV_KEYSPACE=killrvideo_demo
 demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspace killrvideo_demo) on :8080
 	$(DEMO_ENV) $(KV) schema apply --dimension 384

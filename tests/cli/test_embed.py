@@ -18,9 +18,9 @@ from killrvideo_reco.domain.vectors import Similarity
 from killrvideo_reco.domain.videos import Video, embedding_text, parse_catalogue_row
 from killrvideo_reco.storage import CassandraStore
 
+from ..catalogue import write_catalogue
 from ..conftest import KV, service_env, serving
 
-CATALOGUE = Path(__file__).parents[2] / "data" / "killrvideo" / "video_out.csv"
 Served = tuple[str, dict[str, str]]
 
 
@@ -61,21 +61,23 @@ def test_embed_stops_before_any_work_on_a_dimension_mismatch(
 
 
 def test_catalogue_load_embed_and_related(
-    catalogue_384: tuple[CassandraStore, str, dict[str, str]],
+    catalogue_384: tuple[CassandraStore, str, dict[str, str]], tmp_path: Path
 ) -> None:
     from sentence_transformers import SentenceTransformer
 
     store, url, env = catalogue_384
-    with CATALOGUE.open(newline="") as fh:
+    catalogue = write_catalogue(tmp_path / "video_out.csv", count=60, without_vector=6)
+    with catalogue.open(newline="") as fh:
         rows = [parse_catalogue_row(fields) for fields in csv.reader(fh)]
     with_vectors = [r for r in rows if r.vector is not None]
     without = [r.video for r in rows if r.vector is None]
-    assert len(rows) == 500 and len(without) == 6
+    assert len(rows) == 60 and len(without) == 6
+    assert any("with examples, and code" in (r.video.description or "") for r in rows)
 
     # 1. Metadata and the export's own vectors, through the ingest API.
-    loaded = kv(env, "videos", "load", str(CATALOGUE), "--with-vectors", "--url", url)
+    loaded = kv(env, "videos", "load", str(catalogue), "--with-vectors", "--url", url)
     assert loaded.returncode == 0, loaded.stderr
-    assert "inserted 500 videos" in loaded.stderr
+    assert "inserted 60 videos" in loaded.stderr
     assert f"vectors: accepted {len(with_vectors)}, failed 0" in loaded.stderr
     sample = with_vectors[17]
     row = store.read_video(sample.video.videoid)
@@ -99,7 +101,6 @@ def test_catalogue_load_embed_and_related(
     assert untouched is not None and untouched["content_features"] == row_vector(sample.vector)
 
     # 3. Related videos of an embedded one, scored by the index over what is stored.
-    # (Re-embedding all 500 with `kv-reco embed` takes about 45 s on 2 cores.)
     query = without[0]
     related = httpx.get(f"{url}/api/v1/videos/id/{query.videoid}/related?limit=5").json()
     assert len(related) == 5

@@ -20,8 +20,8 @@ from killrvideo_reco.domain.vectors import Similarity
 from killrvideo_reco.domain.videos import parse_catalogue_row
 from killrvideo_reco.storage import CassandraStore
 
+from ..catalogue import write_catalogue
 from ..conftest import KV, service_env, serving
-from .test_embed import CATALOGUE
 
 NEW = "content_features_384"
 
@@ -43,7 +43,8 @@ def test_moving_the_catalogue_to_a_new_model_and_dimension(
     store = CassandraStore.open(settings)
     try:
         store.apply_schema(dimension=1536, similarity=Similarity.COSINE, replication_factor=1)
-        with CATALOGUE.open(newline="") as fh:
+        catalogue = write_catalogue(tmp_path / "video_out.csv", count=31, without_vector=0)
+        with catalogue.open(newline="") as fh:
             records = list(csv.reader(fh))
         videos = [parse_catalogue_row(f).video for f in records[:24]]
         store.insert_videos(videos)
