@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...auth import CREATOR
 from ...domain.ingest import IngestCommand, decode_batch, decode_ingest
+from ...domain.vectors import VectorSpec
 from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
 from ..deps import Services, services
 from ..errors import reco_error_response
@@ -20,6 +21,13 @@ from ..metrics import ACCEPTED_SECONDS, INGESTS
 from ..schemas import BatchRequest, BatchResult, IngestAccepted, IngestRequest, failure_doc
 
 router = APIRouter()
+# What both endpoints answer alike, before any item is looked at.
+_AUTH_AND_BODY: dict[int | str, dict[str, object]] = {
+    400: failure_doc("The body is not valid JSON"),
+    401: failure_doc("Missing, malformed, expired or forged bearer token"),
+    403: failure_doc("The token lacks the creator role"),
+    415: failure_doc("The body is not declared as JSON"),
+}
 PATH = "/api/v1/reco/ingest"
 _ACCEPTED_MESSAGE = "Embedding ingested successfully"
 _encode = msgspec.json.encode
@@ -55,6 +63,19 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _authorized_body(
+    request: Request, svc: Services, *, limit: int
+) -> tuple[bytes, VectorSpec]:
+    """Auth, media type and size checks, in that order; the body and the live vector spec."""
+    svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
+    _check_media_type(request.headers.get("content-type"))
+    body = await read_body(request, limit=limit)
+    spec = svc.store.spec
+    if spec is None:
+        raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
+    return body, spec
+
+
 @router.post(
     PATH,
     status_code=202,
@@ -65,12 +86,9 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     ),
     response_model=IngestAccepted,
     responses={
-        400: failure_doc("The body is not valid JSON"),
-        401: failure_doc("Missing, malformed, expired or forged bearer token"),
-        403: failure_doc("The token lacks the creator role"),
+        **_AUTH_AND_BODY,
         404: failure_doc("No video with this videoId; nothing was written"),
         413: failure_doc("The body is larger than KV_MAX_BODY_BYTES"),
-        415: failure_doc("The body is not declared as JSON"),
         422: failure_doc(
             "The body breaks a rule: videoId not a UUID, vector not numbers, wrong "
             "dimension (the message names the expected one), non-finite or out-of-bounds "
@@ -88,12 +106,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
 async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
     started = time.perf_counter()
     try:
-        svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
-        _check_media_type(request.headers.get("content-type"))
-        body = await read_body(request, limit=svc.settings.max_body_bytes)
-        spec = svc.store.spec
-        if spec is None:
-            raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
+        body, spec = await _authorized_body(request, svc, limit=svc.settings.max_body_bytes)
         # Admit before decoding: a request refused for overload costs next to nothing.
         async with svc.store.admission():
             command = decode_ingest(body, spec)
@@ -122,11 +135,8 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
     ),
     response_model=BatchResult,
     responses={
-        400: failure_doc("The body is not valid JSON"),
-        401: failure_doc("Missing, malformed, expired or forged bearer token"),
-        403: failure_doc("The token lacks the creator role"),
+        **_AUTH_AND_BODY,
         413: failure_doc("The body is larger than KV_MAX_BATCH_BODY_BYTES"),
-        415: failure_doc("The body is not declared as JSON"),
         422: failure_doc(
             "The envelope breaks a rule: no items array, more than KV_MAX_BATCH_ITEMS, "
             "unknown field, writeTimestamp not an integer or in the future"
@@ -141,12 +151,7 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
     },
 )
 async def ingest_batch(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
-    svc.verifier.authorize(request.headers.get("authorization"), role=CREATOR)
-    _check_media_type(request.headers.get("content-type"))
-    body = await read_body(request, limit=svc.settings.max_batch_body_bytes)
-    spec = svc.store.spec
-    if spec is None:
-        raise SchemaNotReady("the vector schema is not loaded: run `kv-reco schema apply`")
+    body, spec = await _authorized_body(request, svc, limit=svc.settings.max_batch_body_bytes)
     batch = decode_batch(
         body, spec, max_items=svc.settings.max_batch_items, now_us=time.time_ns() // 1000
     )
