@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Ingest writes over lean per-node connections on the event loop (see
     # storage/_fastpath.py); false sends every write through the driver.
     fast_path: bool = True
+    # Related videos: the ANN query asks the index for this many candidates per
+    # video wanted and keeps the best by exact score. 1 takes the index's own
+    # top; 2 lifts recall@10 on the on-disk index (bench/recall.py, README).
+    related_overfetch: Annotated[int, Field(ge=1, le=10)] = 2
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256

@@ -109,6 +109,22 @@ def test_limit_100_is_allowed(client: TestClient, catalogue) -> None:  # type: i
     assert len(items) == N - 1  # everyone but itself
 
 
+@pytest.mark.parametrize("overfetch", [1, 10])
+def test_every_overfetch_gives_the_exact_order_up_to_limit_100(catalogue, overfetch: int) -> None:  # type: ignore[no-untyped-def]
+    # 10 would ask the index for 1,001 candidates, one more than Cassandra allows.
+    local, videos, vectors, _ = catalogue
+    settings = local.model_copy(update={"related_overfetch": overfetch})
+    with TestClient(create_app(settings)) as client:
+        response = client.get(
+            f"/api/v1/videos/id/{videos[5].videoid}/related", params={"limit": 100}
+        )
+    assert response.status_code == 200, response.text
+    items = response.json()
+    expected, scores = exact_top(vectors, 5, N - 1)
+    assert [item["videoId"] for item in items] == [str(videos[j].videoid) for j in expected]
+    assert [item["score"] for item in items] == pytest.approx(scores, abs=1e-4)
+
+
 def test_an_unknown_video_is_404(client: TestClient) -> None:
     missing = uuid.uuid4()
     response = client.get(f"/api/v1/videos/id/{missing}/related")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..domain.related import RelatedVideo
+from ..domain.related import RelatedVideo, best_related, candidate_count
 from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
 from ..errors import SchemaMismatch, SchemaNotReady, VideoNotFound
@@ -283,10 +283,13 @@ class CassandraStore:
         rows = await _driver.run_async(self._session, prepared.statement.bind(values))
         return bool(rows and rows[0][0])
 
-    async def related(self, video_id: uuid.UUID, *, limit: int) -> list[RelatedVideo]:
+    async def related(
+        self, video_id: uuid.UUID, *, limit: int, overfetch: int | None = None
+    ) -> list[RelatedVideo]:
         """The ``limit`` videos nearest to this one, best first, never itself.
 
         VideoNotFound for an unknown video; an empty list when it has no vector yet.
+        ``overfetch`` overrides KV_RELATED_OVERFETCH (the recall benchmark compares).
         """
         prepared = self._prepared
         if prepared is None or prepared.nearest is None:
@@ -297,15 +300,18 @@ class CassandraStore:
         vector = rows[0][0]
         if vector is None:
             return []
-        # One more than asked: the video itself is its own nearest neighbour.
+        wanted = candidate_count(limit, overfetch or self._settings.related_overfetch)
         found = await _driver.run_async(
-            self._session, prepared.nearest.bind((vector, vector, limit + 1))
+            self._session, prepared.nearest.bind((vector, vector, wanted))
         )
-        return [
-            RelatedVideo(video_id=vid, title=name, thumbnail_url=thumb, score=float(score))
-            for vid, name, thumb, score in found
-            if vid != video_id
-        ][:limit]
+        return best_related(
+            (
+                RelatedVideo(video_id=vid, title=name, thumbnail_url=thumb, score=float(score))
+                for vid, name, thumb, score in found
+            ),
+            video_id=video_id,
+            limit=limit,
+        )
 
     async def ping(self) -> None:
         await _driver.run_async(self._session, "SELECT release_version FROM system.local")
