@@ -138,8 +138,8 @@ def main() -> None:
     ap.add_argument(
         "--overfetch",
         type=lambda text: [int(f) for f in text.split(",")],
-        default=[1, 2],
-        help="candidates asked per video wanted, compared (default 1,2: the index's own "
+        default=[1, 3],
+        help="candidates asked per video wanted, compared (default 1,3: the index's own "
         "top 10, and the service's default)",
     )
     args = ap.parse_args()

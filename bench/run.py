@@ -15,7 +15,10 @@ the ceiling on a table without the vector index. It prints a table and the
 ratios, and writes bench/results/bench.json and bench/results/bench.png.
 
 Environment: BENCH_DURATION (seconds per run, default 8), BENCH_LEVELS
-(default "1,4,16,64").
+(default "1,4,16,64"), BENCH_TABLES (default "cosine,dot_product,none": the
+indexes to measure, none being the table without one). The service takes its
+KV_* settings from the environment, so a run can compare KV_MAX_IN_FLIGHT or
+KV_QUEUE_TIMEOUT_MS values.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ BIN = Path(sys.executable).parent
 DIM = 1536
 DURATION = float(os.environ.get("BENCH_DURATION", "8"))
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "1,4,16,64").split(",")]
+TABLES = os.environ.get("BENCH_TABLES", "cosine,dot_product,none").split(",")
 VIDEOS = 4000
 
 
@@ -458,9 +462,11 @@ def main() -> None:
     base = Settings(jwt_secret=secrets.token_urlsafe(40))
     started = time.monotonic()
     runs: list[Run] = []
-    for similarity in (Similarity.COSINE, Similarity.DOT_PRODUCT):
-        runs += bench_similarity(base, similarity, tmp)
-    runs += bench_no_index(base, tmp)
+    for table in TABLES:
+        if table == "none":
+            runs += bench_no_index(base, tmp)
+        else:
+            runs += bench_similarity(base, Similarity(table), tmp)
     shutil.rmtree(tmp, ignore_errors=True)
     print("\nratios (same run, same node):")
     lines = ratios(runs)

@@ -50,17 +50,21 @@ class Settings(BaseSettings):
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # Writes in flight to Cassandra per process. A node indexes only a few
     # vectors at once (concurrent_writes = cores); more in flight only queue
-    # inside it and stretch every latency.
-    max_in_flight: Annotated[int, Field(ge=1)] = 8
-    # How long a request may wait for a free slot before it gets 503.
+    # inside it and stretch every latency. On this 2-core machine 4 reached the
+    # driver's best rate and halved the accepted p99 under overload against 8
+    # (`make bench`, README "Measured").
+    max_in_flight: Annotated[int, Field(ge=1)] = 4
+    # How long a request may wait for a free slot before it gets 503 (the
+    # newest waiter gets the next slot: storage/_limiter.py).
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
     # Ingest writes over lean per-node connections on the event loop (see
     # storage/_fastpath.py); false sends every write through the driver.
     fast_path: bool = True
     # Related videos: the ANN query asks the index for this many candidates per
     # video wanted and keeps the best by exact score. 1 takes the index's own
-    # top; 2 lifts recall@10 on the on-disk index (bench/recall.py, README).
-    related_overfetch: Annotated[int, Field(ge=1, le=10)] = 2
+    # top; 3 lifts on-disk recall@10 to 0.98-1.00 under every similarity,
+    # dot_product included (bench/recall.py, README "Measured").
+    related_overfetch: Annotated[int, Field(ge=1, le=10)] = 3
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
