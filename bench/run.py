@@ -339,11 +339,9 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
             runs.append(http_run("naive", spec, naive, c, **http))  # type: ignore[arg-type]
             report(runs[-1])
         peak = max((r for r in runs if r.impl == "service"), key=lambda r: r.ingests_per_s)
-        over = http_run(
-            "service", spec, service, 3 * max(peak.concurrency, 16),
-            ids_file=ids_file, token=token, duration=DURATION,
-            pool=2 * pool,  # the overload run is refused most of the time
-        )  # fmt: skip
+        overload = {**http, "pool": 2 * pool}  # the overload run is refused most of the time
+        level = 3 * max(peak.concurrency, 16)
+        over = http_run("service", spec, service, level, **overload)  # type: ignore[arg-type]
         over.impl = "service-overload"
         runs.append(over)
         report(over)

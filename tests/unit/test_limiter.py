@@ -21,19 +21,15 @@ async def hold(
 def test_a_waiter_beyond_the_bound_is_refused_after_the_timeout() -> None:
     async def main() -> float:
         limiter = InFlightLimiter(limit=1, timeout_s=0.05)
-        release = asyncio.Event()
-        holder = asyncio.create_task(hold(limiter, [], "a", release))
-        await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        with pytest.raises(StorageUnavailable) as refused:
-            async with limiter:
-                pass
-        waited = loop.time() - t0
-        assert refused.value.kind == "Overloaded"
-        assert limiter.waiting == 0
-        release.set()
-        await holder
+        async with limiter:
+            t0 = loop.time()
+            with pytest.raises(StorageUnavailable) as refused:
+                async with limiter:
+                    pass
+            waited = loop.time() - t0
+            assert refused.value.kind == "Overloaded"
+            assert limiter.waiting == 0
         async with limiter:  # the slot came back
             pass
         return waited
@@ -74,19 +70,16 @@ def test_a_freed_slot_goes_to_the_newest_waiter() -> None:
 def test_a_waiter_cancelled_while_queued_takes_no_slot() -> None:
     async def main() -> None:
         limiter = InFlightLimiter(limit=1, timeout_s=5)
-        release = asyncio.Event()
-        holder = asyncio.create_task(hold(limiter, [], "a", release))
-        await asyncio.sleep(0)
-        waiter = asyncio.create_task(hold(limiter, [], "b", asyncio.Event()))
-        await asyncio.sleep(0)
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        assert limiter.waiting == 0
-        release.set()
-        await holder
-        async with limiter:  # the one slot is free again
-            pass
+        async with limiter:
+            waiter = asyncio.create_task(hold(limiter, [], "b", asyncio.Event()))
+            await asyncio.sleep(0)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert limiter.waiting == 0
+        async with asyncio.timeout(1):
+            async with limiter:  # the one slot is free again
+                pass
 
     asyncio.run(main())
 

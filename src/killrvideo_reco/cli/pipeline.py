@@ -17,7 +17,7 @@ from ._common import TokenOpt, UrlOpt, api_token, api_url, fail, get_settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from ..client import Summary
+    from ..client import ServerSchema, Summary
     from ..domain.videos import Video
 
 
@@ -92,14 +92,9 @@ def ingest(
 def _dry_run(file: Path, ids: Path | None, url: str, token: str, total: int) -> int:
     from tqdm import tqdm
 
-    from ..client import RecoClient, RequestFailed
     from . import bulk
 
-    try:
-        with RecoClient(url, token) as client:
-            spec = client.schema().spec
-    except RequestFailed as exc:
-        fail(f"the server is not ready ({exc.status_code}): {exc.message}")
+    spec = _server_schema(url, token).spec
     bad = 0
     for item in tqdm(bulk.read_items(file, ids), total=total, unit="vec", desc="check"):
         problem = bulk.check_item(item, spec)
@@ -113,6 +108,17 @@ def _dry_run(file: Path, ids: Path | None, url: str, token: str, total: int) -> 
         err=True,
     )
     return 1 if bad else 0
+
+
+def _server_schema(url: str, token: str) -> ServerSchema:
+    """The column, dimension and similarity the service writes, from its /readyz."""
+    from ..client import RecoClient, RequestFailed
+
+    try:
+        with RecoClient(url, token) as client:
+            return client.schema()
+    except RequestFailed as exc:
+        fail(f"the service is not ready ({exc.status_code}): {exc.message}")
 
 
 def embed(
@@ -130,18 +136,14 @@ def embed(
 
     from tqdm import tqdm
 
-    from ..client import AsyncRecoClient, Item, RecoClient, RequestFailed
+    from ..client import AsyncRecoClient, Item, RequestFailed
     from ..domain.videos import embedding_text
     from ..embedding import MODEL_NAME, Embedder, model_dimension
     from ..storage import CassandraStore
 
     settings = get_settings()
     base_url, bearer = api_url(settings, url), api_token(settings, token)
-    try:
-        with RecoClient(base_url, bearer) as client:
-            server = client.schema()
-    except RequestFailed as exc:
-        fail(f"the service is not ready ({exc.status_code}): {exc.message}")
+    server = _server_schema(base_url, bearer)
     dimension = model_dimension()
     if dimension != server.spec.dimension:
         fail(

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
 from . import _wire
+from ._futures import expire
 
 log = logging.getLogger(__name__)
 _MAX_STREAM = 32767
@@ -192,7 +193,7 @@ class FastPath:
         # A bare timer on the future, not wait_for(shield()): those cost a task
         # and two more futures per write. A cancelled caller cancels the future,
         # and the late answer finds it done and is dropped.
-        timer = asyncio.get_running_loop().call_later(self._request_timeout_s, _expire, future)
+        timer = asyncio.get_running_loop().call_later(self._request_timeout_s, expire, future)
         try:
             opcode, body = await future
         except TimeoutError:
@@ -219,11 +220,6 @@ class FastPath:
             conn.close()
         self._connections.clear()
         await asyncio.sleep(0)  # let the transports finish closing
-
-
-def _expire(future: asyncio.Future[tuple[int, bytes]]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 def _translate(failure: _wire.ServerFailure) -> RecoError | FallBack:

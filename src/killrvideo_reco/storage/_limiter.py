@@ -22,6 +22,7 @@ from collections import deque
 from types import TracebackType
 
 from ..errors import StorageUnavailable
+from ._futures import expire
 
 
 class InFlightLimiter:
@@ -48,21 +49,21 @@ class InFlightLimiter:
         if self._timeout_s > 0:
             slot = loop.create_future()
             self._waiters.append(slot)
-            timer = loop.call_later(self._timeout_s, _expire, slot)
+            timer = loop.call_later(self._timeout_s, expire, slot)
             try:
                 await slot
                 return
             except TimeoutError:
-                pass
+                _discard(self._waiters, slot)
             except BaseException:
                 # Cancelled (the client went away) after a slot was handed over
                 # but before this task resumed: pass the slot on.
                 if slot.done() and not slot.cancelled() and slot.exception() is None:
                     self._release()
+                _discard(self._waiters, slot)
                 raise
             finally:
                 timer.cancel()
-                _discard(self._waiters, slot)  # still queued unless a release took it
         raise StorageUnavailable(
             f"{self.limit} writes are already in flight to Cassandra and none "
             f"finished within {self._timeout_s * 1000:.0f} ms; retry later",
@@ -86,11 +87,6 @@ class InFlightLimiter:
         self._free += 1
 
 
-def _expire(slot: asyncio.Future[None]) -> None:
-    if not slot.done():
-        slot.set_exception(TimeoutError())
-
-
 def _discard(waiters: deque[asyncio.Future[None]], slot: asyncio.Future[None]) -> None:
-    with contextlib.suppress(ValueError):  # already popped by a release
+    with contextlib.suppress(ValueError):  # a release may have popped it already
         waiters.remove(slot)
