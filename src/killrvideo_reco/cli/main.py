@@ -15,7 +15,7 @@ from ..devnode import DevCluster, DevClusterConfig, NodeError
 from ..domain.vectors import Similarity
 from ..errors import RecoError
 from . import pipeline
-from ._common import TokenOpt, UrlOpt, api_token, api_url, fail, get_settings
+from ._common import TokenOpt, UrlOpt, api_token, api_url, fail, get_settings, needs_extras
 
 if TYPE_CHECKING:
     from ..domain.videos import Video
@@ -272,8 +272,8 @@ def related(
         typer.echo(f"{item.score:.4f}  {item.video_id}  {item.title or ''}")
 
 
-app.command("ingest")(pipeline.ingest)
-app.command("embed")(pipeline.embed)
+app.command("ingest")(needs_extras(pipeline.ingest))
+app.command("embed")(needs_extras(pipeline.embed))
 
 
 @app.command("serve")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import RecoError
-from ._common import TokenOpt, UrlOpt, api_token, api_url, fail, get_settings
+from ._common import TokenOpt, UrlOpt, api_token, api_url, fail, get_settings, needs_extras
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -152,7 +152,7 @@ def embed(
             f"{dimension}-dim column first (README: changing the model)",
             2,
         )
-    embedder = Embedder()
+    embedder = Embedder(cache_dir=settings.cache_dir)
     store = CassandraStore.open(settings.model_copy(update={"vector_column": server.column}))
     bar = tqdm(unit="video", desc="embed", dynamic_ncols=True)
 
@@ -211,6 +211,7 @@ def read_catalogue(file: Path) -> tuple[list[Video], list[tuple[str, list[float]
     return videos, vectors, skipped
 
 
+@needs_extras
 def push_vectors(vectors: list[tuple[str, list[float]]], url: str, token: str) -> None:
     from ..client import Item, RecoClient, RequestFailed
 
