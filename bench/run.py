@@ -18,7 +18,9 @@ Environment: BENCH_DURATION (seconds per run, default 8), BENCH_LEVELS
 (default "1,4,16,64"), BENCH_TABLES (default "cosine,dot_product,none": the
 indexes to measure, none being the table without one). The service takes its
 KV_* settings from the environment, so a run can compare KV_MAX_IN_FLIGHT or
-KV_QUEUE_TIMEOUT_MS values.
+KV_QUEUE_TIMEOUT_MS values. BENCH_VARIANT="KV_X=a KV_Y=b" adds a second
+service with those settings, which takes its turn at each level right after
+the first: two configurations compared in one run.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ DIM = 1536
 DURATION = float(os.environ.get("BENCH_DURATION", "8"))
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "1,4,16,64").split(",")]
 TABLES = os.environ.get("BENCH_TABLES", "cosine,dot_product,none").split(",")
+VARIANT = dict(x.split("=", 1) for x in os.environ.get("BENCH_VARIANT", "").split())
 VIDEOS = 4000
 
 
@@ -162,7 +165,8 @@ def http_run(
     duration: float,
     pool: int,
 ) -> Run:
-    hist0 = accepted_histogram(server.port) if impl == "service" else {}
+    ours = impl in ("service", "variant")
+    hist0 = accepted_histogram(server.port) if ours else {}
     cpu0 = cpu_seconds(server.proc.pid)
     result = wrk(server.port, c, ids_file=ids_file, token=token, duration=duration, pool=pool)
     cpu = cpu_seconds(server.proc.pid) - cpu0
@@ -182,7 +186,7 @@ def http_run(
         timeouts=result["timeouts"],
         reused_vectors=result["reused"],
     )
-    if impl == "service":
+    if ours:
         run.accepted_p99_ms = histogram_p99_ms(hist0, accepted_histogram(server.port))
     return run
 
@@ -310,7 +314,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
     keyspace = f"kv_bench_{similarity.value}"
     store = fresh_store(base, keyspace, similarity)
     runs: list[Run] = []
-    service = naive = None
+    service = naive = variant = None
     try:
         spec = store.spec
         assert spec is not None
@@ -330,12 +334,19 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
             "--port", str(naive_port), "--log-level", "warning",
         ]  # fmt: skip
         naive = Server(naive_cmd, env, naive_port)
+        if VARIANT:
+            variant_port = free_port()
+            variant_cmd = [str(BIN / "kv-reco"), "serve", "--port", str(variant_port)]
+            variant = Server(variant_cmd, {**env, **VARIANT}, variant_port)
         http = {"ids_file": ids_file, "token": token, "duration": DURATION, "pool": pool}
         for c in LEVELS:
             runs.append(asyncio.run(ceiling(store, spec, ids, c, DURATION, "ceiling")))
             report(runs[-1])
             runs.append(http_run("service", spec, service, c, **http))  # type: ignore[arg-type]
             report(runs[-1])
+            if variant is not None:
+                runs.append(http_run("variant", spec, variant, c, **http))  # type: ignore[arg-type]
+                report(runs[-1])
             runs.append(http_run("naive", spec, naive, c, **http))  # type: ignore[arg-type]
             report(runs[-1])
         peak = max((r for r in runs if r.impl == "service"), key=lambda r: r.ingests_per_s)
@@ -349,7 +360,7 @@ def bench_similarity(base: Settings, similarity: Similarity, tmp: Path) -> list[
         runs.append(batch)
         report(batch)
     finally:
-        for server in (service, naive):
+        for server in (service, naive, variant):
             if server is not None:
                 server.stop()
         drop_keyspace(store, keyspace)
@@ -389,6 +400,27 @@ def report(r: Run) -> None:
     )
 
 
+def variant_ratios(by: dict[tuple[str, str, int], Run]) -> list[str]:
+    lines = []
+    named = " ".join(f"{k}={x}" for k, x in VARIANT.items())
+    for sim in ("cosine", "dot_product"):
+        for c in LEVELS:
+            s, v, ceil = (by.get((i, sim, c)) for i in ("service", "variant", "ceiling"))
+            if not (s and v and ceil):
+                continue
+            cpu = ""
+            if s.cpu_us_per_ingest and v.cpu_us_per_ingest:
+                cpu = (
+                    f"  cpu/ingest variant/service={v.cpu_us_per_ingest / s.cpu_us_per_ingest:.2f}x"
+                )
+            lines.append(
+                f"{sim:<12}c={c:<4}variant ({named}): "
+                f"throughput variant/service={v.ingests_per_s / s.ingests_per_s:.2f}x "
+                f"variant/ceiling={v.ingests_per_s / ceil.ingests_per_s:.2f}x{cpu}"
+            )
+    return lines
+
+
 def ratios(runs: list[Run]) -> list[str]:
     lines = []
     by = {(r.impl, r.similarity, r.concurrency): r for r in runs}
@@ -407,6 +439,7 @@ def ratios(runs: list[Run]) -> list[str]:
                 f"{sim:<12}c={c:<4}throughput service/ceiling={s.ingests_per_s / ceil.ingests_per_s:.2f}x"
                 f" service/naive={s.ingests_per_s / max(naive.ingests_per_s, 1e-9):.2f}x{cpu}"
             )
+    lines += variant_ratios(by)
     for sim in ("cosine", "dot_product"):
         batch = by.get(("service-batch", sim, BATCH_IN_FLIGHT))
         best = max(
@@ -453,7 +486,7 @@ def chart(runs: list[Run], path: Path) -> None:
 
 def main() -> None:
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
+        raise SystemExit("wrk is not installed: run `make bench`, which says how to install it")
     RESULTS.mkdir(exist_ok=True)
     tmp = RESULTS / ".tmp"
     tmp.mkdir(exist_ok=True)
