@@ -61,10 +61,11 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 test: $(DEV_STAMP) cassandra-up ## Set up everything and run the whole test suite against a real node
 	$(BIN)/pytest
 
-lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict
+lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict, import-linter layering
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: service vs driver alone
 	$(BIN)/python bench/ingest_latency.py --requests 1000

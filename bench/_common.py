@@ -35,13 +35,13 @@ def drop_keyspace(store: CassandraStore, keyspace: str, *, wait_s: float = 300) 
     stand.
     """
     try:
-        store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     except Exception as exc:
         print(f"(dropping {keyspace} is slow: {exc}; waiting)", file=sys.stderr)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            rows = store.execute(
+            rows = store.schema.execute(
                 "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s",
                 (keyspace,),
             )

@@ -72,7 +72,7 @@ async def run(
     for driver_id, service_id in zip(ids[0::2], ids[1::2], strict=True):
         packed = pack_vector(rng.standard_normal(spec.dimension).tolist(), spec)
         t0 = time.perf_counter()
-        await store.set_content_features(driver_id, packed)
+        await store.writer.set_content_features(driver_id, packed)
         base.append((time.perf_counter() - t0) * 1000)
         body = body_for(service_id, rng.standard_normal(spec.dimension).astype(np.float32))
         t0 = time.perf_counter()
@@ -93,7 +93,7 @@ def main() -> None:
         keyspace=f"kv_bench_{secrets.token_hex(3)}", jwt_secret=secrets.token_urlsafe(40)
     )
     store = CassandraStore.open(settings)
-    store.apply_schema(dimension=args.dimension, similarity=args.similarity, replication_factor=1)
+    store.schema.apply(dimension=args.dimension, similarity=args.similarity, replication_factor=1)
     spec = store.load_schema()
     port = free_port()
     env = {
@@ -107,7 +107,7 @@ def main() -> None:
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:
         videos = [Video(name=f"latency bench {i}") for i in range(2 * args.requests)]
-        store.insert_videos(videos)
+        store.videos.insert(videos)
         client = None
         for _ in range(100):
             try:

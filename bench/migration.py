@@ -45,7 +45,7 @@ def cassandra_cpu_s() -> float:
 def wait_queryable(store: CassandraStore, keyspace: str, index: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        rows = store.execute(
+        rows = store.schema.execute(
             "SELECT is_queryable, is_building FROM system_views.sai_column_indexes "
             "WHERE keyspace_name = %s AND index_name = %s ALLOW FILTERING",
             (keyspace, index),
@@ -75,12 +75,12 @@ def main() -> None:
     store = CassandraStore.open(Settings(keyspace=keyspace))
     rng = np.random.default_rng(7)
     try:
-        store.execute(
+        store.schema.execute(
             f"CREATE KEYSPACE {keyspace} WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
         table = f"{keyspace}.videos"
-        store.execute(
+        store.schema.execute(
             f"CREATE TABLE {table} (videoid uuid PRIMARY KEY, name text, "
             f"a vector<float, {args.dimension}>, b vector<float, {args.dimension}>)"
         )
@@ -98,7 +98,7 @@ def main() -> None:
             )
             cpu0, t0 = cassandra_cpu_s(), time.perf_counter()
             if index_first:
-                store.execute(ddl)
+                store.schema.execute(ddl)
                 wait_queryable(store, keyspace, index, 60)
             fill(store, table, column, ids, vectors)
             written = time.perf_counter() - t0
@@ -108,7 +108,7 @@ def main() -> None:
                 queryable = time.perf_counter() - t0
                 nodetool("flush", keyspace, "videos")
             else:
-                store.execute(ddl)
+                store.schema.execute(ddl)
                 wait_queryable(store, keyspace, index, 1800)
             wall = time.perf_counter() - t0
             name = "indexed column" if index_first else "index afterwards"

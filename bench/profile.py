@@ -40,10 +40,6 @@ from run import (
 # Layers, matched against a frame's file path, first match wins.
 LAYERS = [
     ("our code: decode, validate, pack", ("killrvideo_reco/domain",)),
-    (
-        "our code: fast-path wire protocol",
-        ("killrvideo_reco/storage/_wire", "killrvideo_reco/storage/_fastpath"),
-    ),
     ("our code: route, auth, store", ("killrvideo_reco/",)),
     ("msgspec / numpy", ("msgspec", "numpy")),
     ("uvicorn + httptools (HTTP)", ("uvicorn", "httptools", "h11")),

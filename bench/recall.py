@@ -70,7 +70,7 @@ async def load(
             packed = pack_vector(vectors[i].tolist(), spec)
             for attempt in range(10):  # as a pipeline would: the write is idempotent
                 try:
-                    await store.set_content_features(ids[i], packed)
+                    await store.writer.set_content_features(ids[i], packed)
                     break
                 except StorageUnavailable:
                     retries.append(i)
@@ -105,7 +105,7 @@ def measure(
         recalls, latencies = [], []
         for q in sample:
             t0 = time.perf_counter()
-            items = await store.related(ids[q], limit=K, overfetch=overfetch)
+            items = await store.related.nearest(ids[q], limit=K, overfetch=overfetch)
             latencies.append((time.perf_counter() - t0) * 1000)
             found = {index_of[item.video_id] for item in items}
             exact = [
@@ -154,12 +154,12 @@ def main() -> None:
             Settings(keyspace=keyspace, max_in_flight=64, request_timeout_s=30)
         )
         try:
-            spec = store.apply_schema(
+            spec = store.schema.apply(
                 dimension=args.dimension, similarity=similarity, replication_factor=1
             )
             store.load_schema()
             videos = [Video(name=f"recall {i}") for i in range(args.vectors)]
-            store.insert_videos(videos, concurrency=64)
+            store.videos.insert(videos, concurrency=64)
             ids = [v.videoid for v in videos]
             rate = asyncio.run(load(store, spec, ids, vectors))
             fresh = [measure(store, ids, vectors, sample, similarity, f) for f in args.overfetch]

@@ -212,7 +212,7 @@ async def ceiling(
             i = next(counter)
             packed = pack_vector(unit_vectors(rng, 1)[0].tolist(), spec)
             t0 = time.perf_counter()
-            await store.set_content_features(ids[i % len(ids)], packed)
+            await store.writer.set_content_features(ids[i % len(ids)], packed)
             latencies.append((time.perf_counter() - t0) * 1000)
 
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -286,20 +286,20 @@ async def batch_run(port: int, token: str, ids: list[Any], duration: float, simi
 def fresh_store(base: Settings, keyspace: str, similarity: Similarity | None) -> CassandraStore:
     settings = base.model_copy(update={"keyspace": keyspace, "max_in_flight": 1024})
     store = CassandraStore.open(settings)
-    store.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    store.schema.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     if similarity is None:  # the table alone, no vector index
-        store.apply_schema(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
-        store.execute(f"DROP INDEX {keyspace}.videos_content_features_idx")
-        store.prepare_writes(VectorSpec(DIM, Similarity.EUCLIDEAN))
+        store.schema.apply(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
+        store.schema.execute(f"DROP INDEX {keyspace}.videos_content_features_idx")
+        store.writer.prepare(VectorSpec(DIM, Similarity.EUCLIDEAN))
     else:
-        store.apply_schema(dimension=DIM, similarity=similarity, replication_factor=1)
+        store.schema.apply(dimension=DIM, similarity=similarity, replication_factor=1)
         store.load_schema()
     return store
 
 
 def seed_videos(store: CassandraStore, ids_file: Path) -> list[Any]:
     videos = [Video(name=f"bench {i}") for i in range(VIDEOS)]
-    store.insert_videos(videos, concurrency=64)
+    store.videos.insert(videos, concurrency=64)
     ids_file.write_text("\n".join(str(v.videoid) for v in videos) + "\n")
     return [v.videoid for v in videos]
 

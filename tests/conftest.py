@@ -52,10 +52,10 @@ def settings(node: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def store(settings: Settings) -> Iterator[CassandraStore]:
     store = CassandraStore.open(settings)
-    store.apply_schema(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
+    store.schema.apply(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
     store.load_schema()
     yield store
-    store.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+    store.schema.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
     store.close()
 
 
@@ -69,7 +69,7 @@ def client(settings: Settings, store: CassandraStore) -> Iterator[TestClient]:
 def new_video(store: CassandraStore) -> Callable[..., Video]:
     def make(**fields: object) -> Video:
         video = Video(**{"name": f"test video {uuid.uuid4().hex[:8]}", **fields})  # type: ignore[arg-type]
-        store.insert_videos([video])
+        store.videos.insert([video])
         return video
 
     return make

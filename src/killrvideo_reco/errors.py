@@ -80,12 +80,25 @@ class StorageUnavailable(StorageError):
     """Cassandra did not answer in time, lacked replicas, or shed load.
 
     ``kind`` names the driver error (``WriteTimeout``, ``Unavailable``, …) so that
-    it can be counted and logged without the caller importing the driver.
+    it can be counted and logged without the caller importing the driver. When
+    the cluster said so, ``consistency`` is the level asked for and ``required``
+    / ``received`` the replicas it needed and those that answered (or were alive).
     """
 
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        consistency: str | None = None,
+        required: int | None = None,
+        received: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.consistency = consistency
+        self.required = required
+        self.received = received
 
 
 class SchemaNotReady(StorageError):

@@ -81,7 +81,7 @@ def test_each_item_gets_the_single_endpoints_result_in_order(
     assert single.status_code == 422 and single.json()["message"] == messages[2]
     assert stored(store, good.videoid) == vector.tolist()
     assert stored(store, short.videoid) is None and stored(store, zero.videoid) is None
-    assert store.read_video(missing) is None  # no ghost row
+    assert store.videos.read(missing) is None  # no ghost row
 
 
 def test_base64_items_including_wrong_byte_lengths(
@@ -119,7 +119,7 @@ def test_a_batch_of_the_limit_is_written_concurrently(
     rng: np.random.Generator,
 ) -> None:
     videos = [Video(name=f"batch {i}") for i in range(settings.max_batch_items)]
-    store.insert_videos(videos)
+    store.videos.insert(videos)
     vectors = rng.standard_normal((len(videos), DIM)).astype(np.float32)
     items = [
         {"videoId": str(v.videoid), "vector": base64.b64encode(vec.tobytes()).decode()}
@@ -203,7 +203,7 @@ def test_write_timestamp_never_creates_a_row(
     item = {"videoId": str(missing), "vector": [0.5] * DIM}
     body = post(client, {"items": [item], "writeTimestamp": now_us()}, creator_headers).json()
     assert body["items"][0]["code"] == 404
-    assert store.read_video(missing) is None
+    assert store.videos.read(missing) is None
 
 
 def test_batch_bodies_have_their_own_size_limit(

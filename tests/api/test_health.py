@@ -46,7 +46,7 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
             body = {"videoId": str(uuid.uuid4()), "vector": [0.1] * 8}
             refused = client.post("/api/v1/reco/ingest", json=body, headers=creator_headers)
             assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
-            store.apply_schema(dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1)
+            store.schema.apply(dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1)
             assert client.get("/readyz").json() == {
                 "status": "ready",
                 "dimension": 8,
@@ -54,7 +54,7 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
                 "column": "content_features",
             }
             video = Video(name="late")
-            store.insert_videos([video])
+            store.videos.insert([video])
             # The dimension comes from the live schema, not from code: 8 here.
             ok = client.post(
                 "/api/v1/reco/ingest",
@@ -72,7 +72,7 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
                 == f"vector has {DIM} values, expected 8 (the index is vector<float, 8>)"
             )
     finally:
-        store.execute(f"DROP KEYSPACE IF EXISTS {fresh.keyspace}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {fresh.keyspace}")
         store.close()
 
 
@@ -126,7 +126,7 @@ async def test_overload_is_503_with_retry_after_never_500(
     )
     app = create_app(tight)
     videos = [Video(name=f"crowd {i}") for i in range(10)]
-    store.insert_videos(videos)
+    store.videos.insert(videos)
     rng = np.random.default_rng()
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
@@ -152,5 +152,5 @@ async def test_overload_is_503_with_retry_after_never_500(
             assert "1 writes are already in flight" in r.json()["message"]
     refused = {v.videoid for v, r in zip(videos, responses, strict=True) if r.status_code == 503}
     for vid in refused:  # a refused request wrote nothing
-        row = store.read_video(vid)
+        row = store.videos.read(vid)
         assert row is not None and row["content_features"] is None

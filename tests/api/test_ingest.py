@@ -37,7 +37,7 @@ def assert_failed(response, status: int, message: str, video_id: str | None = No
 
 
 def stored(store: CassandraStore, video_id: uuid.UUID) -> list[float] | None:
-    row = store.read_video(video_id)
+    row = store.videos.read(video_id)
     assert row is not None
     return row["content_features"]
 
@@ -104,7 +104,7 @@ def test_other_columns_are_untouched(
     store: CassandraStore,
     rng: np.random.Generator,
 ) -> None:
-    before = store.read_video(video.videoid)
+    before = store.videos.read(video.videoid)
     assert (
         post(
             client,
@@ -113,7 +113,7 @@ def test_other_columns_are_untouched(
         ).status_code
         == 202
     )
-    after = store.read_video(video.videoid)
+    after = store.videos.read(video.videoid)
     assert before is not None and after is not None
     assert after.pop("content_features") is not None
     before.pop("content_features")
@@ -144,7 +144,7 @@ def test_reingest_overwrites_and_a_retry_is_harmless(
             == 202
         )
     assert stored(store, video.videoid) == np.float32(second).tolist()
-    count = store.execute(
+    count = store.schema.execute(
         f"SELECT count(*) FROM {store.keyspace}.videos WHERE videoid = %s", (video.videoid,)
     )
     assert count[0][0] == 1
@@ -156,7 +156,7 @@ def test_an_unknown_video_is_404_and_no_row_is_created(
     missing = uuid.uuid4()
     response = post(client, {"videoId": str(missing), "vector": [0.1] * DIM}, creator_headers)
     assert_failed(response, 404, f"video {missing} does not exist")
-    assert store.read_video(missing) is None
+    assert store.videos.read(missing) is None
 
 
 # -- every rejection: status, message, and nothing written -----------------------------

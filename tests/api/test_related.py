@@ -29,7 +29,7 @@ def catalogue(settings: Settings) -> Iterator[tuple[Settings, list[Video], np.nd
     local = settings.model_copy(update={"keyspace": f"kv_related_{secrets.token_hex(4)}"})
     store = CassandraStore.open(local)
     try:
-        spec = store.apply_schema(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
+        spec = store.schema.apply(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)
         store.load_schema()
         rng = np.random.default_rng(11)
         vectors = rng.standard_normal((N, DIM)).astype(np.float32)
@@ -38,18 +38,20 @@ def catalogue(settings: Settings) -> Iterator[tuple[Settings, list[Video], np.nd
             for i in range(N)
         ]
         bare = Video(name="no vector yet")
-        store.insert_videos([*videos, bare])
+        store.videos.insert([*videos, bare])
 
         async def load() -> None:
             for video, vector in zip(videos, vectors, strict=True):
-                await store.set_content_features(video.videoid, pack_vector(vector.tolist(), spec))
+                await store.writer.set_content_features(
+                    video.videoid, pack_vector(vector.tolist(), spec)
+                )
 
         import asyncio
 
         asyncio.run(load())
         yield local, videos, vectors, bare
     finally:
-        store.execute(f"DROP KEYSPACE IF EXISTS {local.keyspace}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {local.keyspace}")
         store.close()
 
 

@@ -46,7 +46,7 @@ def test_videos_add_prints_only_the_new_videoid(settings: Settings, store: Cassa
     assert done.returncode == 0, done.stderr
     videoid = uuid.UUID(done.stdout.strip())
     assert done.stdout == f"{videoid}\n"
-    row = store.read_video(videoid)
+    row = store.videos.read(videoid)
     assert row is not None
     assert (row["name"], row["description"], set(row["tags"]), row["userid"]) == (
         "CLI video",
@@ -69,7 +69,7 @@ def test_videos_load_bulk_inserts_jsonl(
     done = kv(settings, "videos", "load", str(tmp_path / "videos.jsonl"))
     assert done.returncode == 0, done.stderr
     assert "inserted 3 videos" in done.stderr
-    assert [store.read_video(i)["name"] for i in ids] == ["bulk 0", "bulk 1", "bulk 2"]  # type: ignore[index]
+    assert [store.videos.read(i)["name"] for i in ids] == ["bulk 0", "bulk 1", "bulk 2"]  # type: ignore[index]
 
 
 def test_videos_load_names_the_bad_line(settings: Settings, tmp_path: Path) -> None:

@@ -36,14 +36,14 @@ def catalogue_384(
     """A fresh 384-dim keyspace and a service on it."""
     settings = Settings(keyspace=f"kv_test_384_{secrets.token_hex(3)}")
     store = CassandraStore.open(settings)
-    store.apply_schema(dimension=384, similarity=Similarity.COSINE, replication_factor=1)
+    store.schema.apply(dimension=384, similarity=Similarity.COSINE, replication_factor=1)
     store.load_schema()
     env = service_env(settings.keyspace, tmp_path_factory.mktemp("dev384"))
     try:
         with serving(env) as url:
             yield store, url, env
     finally:
-        store.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
         store.close()
 
 
@@ -52,12 +52,12 @@ def test_embed_stops_before_any_work_on_a_dimension_mismatch(
 ) -> None:
     url, env = served  # the session's 1536-dim service
     video = Video(name="Cassandra vector search")
-    store.insert_videos([video])
+    store.videos.insert([video])
     done = kv(env, "embed", "--url", url)
     assert done.returncode == 2
     assert "makes 384-dim vectors" in done.stderr and "vector<float, 1536>" in done.stderr
     assert "nothing was done" in done.stderr
-    row = store.read_video(video.videoid)
+    row = store.videos.read(video.videoid)
     assert row is not None and row["content_features"] is None
 
 
@@ -79,7 +79,7 @@ def test_catalogue_load_embed_and_related(
     assert "inserted 60 videos" in loaded.stderr
     assert f"vectors: accepted {len(with_vectors)}, failed 0" in loaded.stderr
     sample = with_vectors[17]
-    row = store.read_video(sample.video.videoid)
+    row = store.videos.read(sample.video.videoid)
     assert row is not None
     assert (row["name"], set(row["tags"])) == (sample.video.name, set(sample.video.tags))
     assert row["content_features"] == np.float32(sample.vector).tolist()
@@ -92,10 +92,10 @@ def test_catalogue_load_embed_and_related(
     # is tests/unit/test_embedding.py's).
     expected = Embedder(cache_dir=tmp_path).encode([embedding_text(v) for v in without])
     for video, vector in zip(without, expected, strict=True):
-        row = store.read_video(video.videoid)
+        row = store.videos.read(video.videoid)
         assert row is not None
         np.testing.assert_allclose(row["content_features"], vector, atol=1e-5)
-    untouched = store.read_video(sample.video.videoid)
+    untouched = store.videos.read(sample.video.videoid)
     assert untouched is not None and untouched["content_features"] == row_vector(sample.vector)
 
     # 3. Related videos of an embedded one, scored by the index over what is stored.
@@ -105,8 +105,8 @@ def test_catalogue_load_embed_and_related(
     scores = [item["score"] for item in related]
     assert scores == sorted(scores, reverse=True)
     # The scores are those of our model's vectors: cosine mapped to [0, 1].
-    neighbour = store.read_video(uuid.UUID(related[0]["videoId"]))
-    mine = store.read_video(query.videoid)
+    neighbour = store.videos.read(uuid.UUID(related[0]["videoId"]))
+    mine = store.videos.read(query.videoid)
     assert neighbour is not None and mine is not None
     cosine = float(np.dot(neighbour["content_features"], mine["content_features"]))
     assert related[0]["score"] == pytest.approx((1 + cosine) / 2, abs=1e-4)

@@ -34,7 +34,7 @@ def ingest(served: Served, *args: str, **kw: object) -> subprocess.CompletedProc
 
 def catalogue(store: CassandraStore, count: int) -> list[Video]:
     videos = [Video(name=f"bulk {i}") for i in range(count)]
-    store.insert_videos(videos)
+    store.videos.insert(videos)
     return videos
 
 
@@ -44,7 +44,7 @@ def write_jsonl(path: Path, pairs: list[tuple[str, list[float]]]) -> Path:
 
 
 def stored(store: CassandraStore, video: Video) -> list[float] | None:
-    row = store.read_video(video.videoid)
+    row = store.videos.read(video.videoid)
     assert row is not None
     return row["content_features"]
 

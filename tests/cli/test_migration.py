@@ -42,12 +42,12 @@ def test_moving_the_catalogue_to_a_new_model_and_dimension(
     settings = Settings(keyspace=f"kv_test_mig_{secrets.token_hex(3)}")
     store = CassandraStore.open(settings)
     try:
-        store.apply_schema(dimension=1536, similarity=Similarity.COSINE, replication_factor=1)
+        store.schema.apply(dimension=1536, similarity=Similarity.COSINE, replication_factor=1)
         catalogue = write_catalogue(tmp_path / "video_out.csv", count=31, without_vector=0)
         with catalogue.open(newline="") as fh:
             records = list(csv.reader(fh))
         videos = [parse_catalogue_row(f).video for f in records[:24]]
-        store.insert_videos(videos)
+        store.videos.insert(videos)
         query = videos[0].videoid
         env = service_env(settings.keyspace, tmp_path / "state")
         new_env = {**env, "KV_VECTOR_COLUMN": NEW}
@@ -74,7 +74,7 @@ def test_moving_the_catalogue_to_a_new_model_and_dimension(
                 # A video uploaded during the migration gets its new-model vector
                 # from --missing-only, the last step before the cut-over.
                 late = parse_catalogue_row(records[30]).video
-                store.insert_videos([late])
+                store.videos.insert([late])
                 caught_up = kv(new_env, "embed", "--missing-only", "--url", new_url)
                 assert "embedded and sent 1 videos: accepted 1" in caught_up.stderr
         # 4. Cut-over: the service restarts on the new column.
@@ -90,11 +90,11 @@ def test_moving_the_catalogue_to_a_new_model_and_dimension(
         assert refused_drop.returncode == 1 and "cut the services over" in refused_drop.stderr
         dropped = kv(new_env, "schema", "drop-column", "--column", "content_features")
         assert dropped.returncode == 0, dropped.stderr
-        row = store.read_video(query)
+        row = store.videos.read(query)
         assert row is not None and "content_features" not in row and len(row[NEW]) == 384
         # Cassandra never takes the old name back with another dimension.
         again = kv(env, "schema", "apply", "--dimension", "384")
         assert again.returncode == 1 and "incompatible with previously dropped" in again.stderr
     finally:
-        store.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
         store.close()

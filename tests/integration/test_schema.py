@@ -22,15 +22,15 @@ def scratch(settings: Settings):  # type: ignore[no-untyped-def]
     )
     store = CassandraStore.open(scratch_settings)
     yield store
-    store.execute(f"DROP KEYSPACE IF EXISTS {scratch_settings.keyspace}")
+    store.schema.execute(f"DROP KEYSPACE IF EXISTS {scratch_settings.keyspace}")
     store.close()
 
 
 def test_apply_is_idempotent_and_reports_the_live_shape(scratch: CassandraStore) -> None:
-    first = scratch.apply_schema(
+    first = scratch.schema.apply(
         dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1
     )
-    second = scratch.apply_schema(
+    second = scratch.schema.apply(
         dimension=8, similarity=Similarity.DOT_PRODUCT, replication_factor=1
     )
     assert first == second == VectorSpec(8, Similarity.DOT_PRODUCT)
@@ -38,17 +38,17 @@ def test_apply_is_idempotent_and_reports_the_live_shape(scratch: CassandraStore)
 
 
 def test_another_dimension_is_a_clear_error(scratch: CassandraStore) -> None:
-    scratch.apply_schema(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
+    scratch.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
     with pytest.raises(
         SchemaMismatch, match=r"already exists as vector<float, 8>, not vector<float, 16>"
     ):
-        scratch.apply_schema(dimension=16, similarity=Similarity.COSINE, replication_factor=1)
+        scratch.schema.apply(dimension=16, similarity=Similarity.COSINE, replication_factor=1)
 
 
 def test_another_similarity_is_a_clear_error(scratch: CassandraStore) -> None:
-    scratch.apply_schema(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
+    scratch.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
     with pytest.raises(SchemaMismatch, match="already uses cosine similarity, not euclidean"):
-        scratch.apply_schema(dimension=8, similarity=Similarity.EUCLIDEAN, replication_factor=1)
+        scratch.schema.apply(dimension=8, similarity=Similarity.EUCLIDEAN, replication_factor=1)
 
 
 def test_a_missing_schema_is_not_ready(scratch: CassandraStore) -> None:
@@ -57,8 +57,8 @@ def test_a_missing_schema_is_not_ready(scratch: CassandraStore) -> None:
 
 
 def test_the_index_is_sai_with_the_similarity_asked(scratch: CassandraStore) -> None:
-    scratch.apply_schema(dimension=8, similarity=Similarity.EUCLIDEAN, replication_factor=1)
-    rows = scratch.execute(
+    scratch.schema.apply(dimension=8, similarity=Similarity.EUCLIDEAN, replication_factor=1)
+    rows = scratch.schema.execute(
         "SELECT options FROM system_schema.indexes WHERE keyspace_name = %s AND table_name = 'videos'",
         (scratch.keyspace,),
     )
@@ -68,16 +68,16 @@ def test_the_index_is_sai_with_the_similarity_asked(scratch: CassandraStore) -> 
 
 
 async def test_ann_query_returns_the_nearest_vectors(scratch: CassandraStore) -> None:
-    spec = scratch.apply_schema(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
+    spec = scratch.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
     scratch.load_schema()
     rng = np.random.default_rng(7)
     videos = [Video(name=f"v{i}") for i in range(40)]
-    scratch.insert_videos(videos)
+    scratch.videos.insert(videos)
     vectors = rng.standard_normal((40, 8)).astype(np.float32)
     for video, vector in zip(videos, vectors, strict=True):
-        await scratch.set_content_features(video.videoid, pack_vector(vector.tolist(), spec))
+        await scratch.writer.set_content_features(video.videoid, pack_vector(vector.tolist(), spec))
     query = vectors[3] + 0.01
-    rows = scratch.execute(
+    rows = scratch.schema.execute(
         f"SELECT videoid FROM {scratch.keyspace}.videos ORDER BY content_features ANN OF %s LIMIT 3",
         (query.tolist(),),
     )
@@ -113,5 +113,5 @@ def test_cli_schema_apply_says_what_differs(settings: Settings) -> None:
         assert "already exists as vector<float, 4>, not vector<float, 5>" in bad.stderr
     finally:
         store = CassandraStore.open(Settings(keyspace=env["KV_KEYSPACE"]))
-        store.execute(f"DROP KEYSPACE IF EXISTS {env['KV_KEYSPACE']}")
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {env['KV_KEYSPACE']}")
         store.close()

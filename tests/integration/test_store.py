@@ -31,16 +31,16 @@ async def test_64_concurrent_vector_writes_all_succeed(
     spec = store.spec
     assert spec is not None
     videos = [Video(name=f"concurrent {i}") for i in range(64)]
-    store.insert_videos(videos)
+    store.videos.insert(videos)
     vectors = rng.standard_normal((64, spec.dimension)).astype(np.float32)
     await asyncio.gather(
         *(
-            store.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
+            store.writer.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
             for v, x in zip(videos, vectors, strict=True)
         )
     )
     for video, vector in zip(videos, vectors, strict=True):
-        row = store.read_video(video.videoid)
+        row = store.videos.read(video.videoid)
         assert row is not None and row["content_features"] == vector.tolist()
 
 
@@ -51,10 +51,10 @@ async def test_an_unknown_video_gets_no_ghost_row(
     assert spec is not None
     missing = uuid.uuid4()
     with pytest.raises(VideoNotFound):
-        await store.set_content_features(
+        await store.writer.set_content_features(
             missing, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec)
         )
-    assert store.read_video(missing) is None
+    assert store.videos.read(missing) is None
 
 
 async def test_a_deleted_video_is_not_resurrected(
@@ -63,12 +63,14 @@ async def test_a_deleted_video_is_not_resurrected(
     spec = store.spec
     assert spec is not None
     video = new_video()
-    store.execute(f"DELETE FROM {store.keyspace}.videos WHERE videoid = %s", (video.videoid,))
+    store.schema.execute(
+        f"DELETE FROM {store.keyspace}.videos WHERE videoid = %s", (video.videoid,)
+    )
     with pytest.raises(VideoNotFound):
-        await store.set_content_features(
+        await store.writer.set_content_features(
             video.videoid, pack_vector(rng.standard_normal(spec.dimension).tolist(), spec)
         )
-    assert store.read_video(video.videoid) is None
+    assert store.videos.read(video.videoid) is None
 
 
 @pytest.mark.usefixtures("store")  # the session schema must exist
@@ -81,11 +83,11 @@ async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     try:
         spec = store.load_schema()
         videos = [Video(name=f"overload {i}") for i in range(12)]
-        store.insert_videos(videos)
+        store.videos.insert(videos)
         vectors = rng.standard_normal((12, spec.dimension))
         results = await asyncio.gather(
             *(
-                store.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
+                store.writer.set_content_features(v.videoid, pack_vector(x.tolist(), spec))
                 for v, x in zip(videos, vectors, strict=True)
             ),
             return_exceptions=True,
@@ -100,3 +102,51 @@ async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     )
     written = [v for v, r in zip(videos, results, strict=True) if r is None]
     assert len(written) == 2
+
+
+async def test_a_driver_error_keeps_its_consistency_and_replica_counts(
+    settings: Settings, store: CassandraStore, new_video: Callable[..., Video]
+) -> None:
+    # THREE replicas cannot answer on a one-node cluster: the node says Unavailable.
+    strict = CassandraStore.open(settings.model_copy(update={"consistency": "THREE"}))
+    try:
+        spec = strict.load_schema()
+        with pytest.raises(StorageUnavailable) as refused:
+            await strict.writer.set_content_features(
+                new_video().videoid, pack_vector([0.5] * spec.dimension, spec)
+            )
+    finally:
+        strict.close()
+    error = refused.value
+    assert (error.kind, error.consistency, error.required, error.received) == (
+        "Unavailable",
+        "THREE",
+        3,
+        1,
+    )
+
+
+async def test_a_request_timeout_is_storage_unavailable(
+    settings: Settings, store: CassandraStore, new_video: Callable[..., Video]
+) -> None:
+    # An indexed conditional write takes milliseconds; 0.1 ms is always too short.
+    hasty = CassandraStore.open(settings.model_copy(update={"request_timeout_s": 0.0001}))
+    try:
+        spec = hasty.load_schema()
+        with pytest.raises(StorageUnavailable) as timed_out:
+            await hasty.writer.set_content_features(
+                new_video().videoid, pack_vector([0.5] * spec.dimension, spec)
+            )
+    finally:
+        hasty.close()
+    assert timed_out.value.kind == "OperationTimedOut"
+
+
+async def test_a_bug_of_ours_is_not_disguised_as_storage_trouble(
+    store: CassandraStore, new_video: Callable[..., Video]
+) -> None:
+    # A caller passing floats where packed bytes belong is our bug: it must
+    # surface as itself (a logged 500 in the API), never as a retryable 503.
+    with pytest.raises((TypeError, ValueError)) as bug:
+        await store.writer.set_content_features(new_video().videoid, [0.5, 0.5])  # type: ignore[arg-type]
+    assert not isinstance(bug.value, StorageUnavailable)

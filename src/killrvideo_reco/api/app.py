@@ -14,7 +14,6 @@ from ..errors import SchemaNotReady
 from ..storage import CassandraStore
 from . import errors
 from .deps import Services
-from .metrics import WRITES_BY_PATH
 from .routes import health, ingest, related
 
 log = logging.getLogger("killrvideo_reco")
@@ -30,25 +29,19 @@ def create_app(settings: Settings) -> FastAPI:
                 "KV_JWT_PUBLIC_KEY_FILE in production",
                 settings.state_dir,
             )
-        store = CassandraStore.open(settings)
-        try:
-            spec = store.load_schema()
-            log.info(
-                "ingesting %s vectors, %s similarity, into %s.videos",
-                spec.cql_type,
-                spec.similarity.value,
-                settings.keyspace,
-            )
-        except SchemaNotReady as exc:
-            log.error("%s; ingest answers 503 until it exists", exc.message)
-        await store.open_fast_path()
-        WRITES_BY_PATH.stores.add(store)
-        app.state.services = Services(settings=settings, store=store, verifier=verifier)
-        try:
+        with CassandraStore.open(settings) as store:
+            try:
+                spec = store.load_schema()
+                log.info(
+                    "ingesting %s vectors, %s similarity, into %s.videos",
+                    spec.cql_type,
+                    spec.similarity.value,
+                    settings.keyspace,
+                )
+            except SchemaNotReady as exc:
+                log.error("%s; ingest answers 503 until it exists", exc.message)
+            app.state.services = Services(settings=settings, store=store, verifier=verifier)
             yield
-        finally:
-            await store.close_fast_path()
-            store.close()
 
     app = FastAPI(
         title="killrvideo-reco",

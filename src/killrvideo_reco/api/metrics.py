@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
-from collections import Counter as Tally
-from collections.abc import Iterator
-
-from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from ..storage import CassandraStore
+from prometheus_client import Counter, Histogram
 
 INGESTS = Counter("kv_reco_ingest_requests", "Ingest requests by HTTP status", ["status"])
 CASSANDRA_ERRORS = Counter(
@@ -42,25 +34,3 @@ ACCEPTED_SECONDS = Histogram(
         5,
     ),
 )
-
-
-class _WritesByPath(Collector):
-    """Ingest writes by path ("fast" or "driver"), read from the live stores."""
-
-    def __init__(self) -> None:
-        self.stores: weakref.WeakSet[CassandraStore] = weakref.WeakSet()
-
-    def collect(self) -> Iterator[Metric]:
-        totals: Tally[str] = Tally()
-        for store in list(self.stores):
-            totals.update(store.writes_by_path)
-        family = CounterMetricFamily(
-            "kv_reco_cassandra_writes", "Ingest writes sent to Cassandra, by path", labels=["path"]
-        )
-        for path in ("fast", "driver"):
-            family.add_metric([path], totals[path])
-        yield family
-
-
-WRITES_BY_PATH = _WritesByPath()
-REGISTRY.register(WRITES_BY_PATH)

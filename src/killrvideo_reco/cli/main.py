@@ -101,7 +101,7 @@ def _release_version(settings: Settings, contact_points: list[str]) -> str | Non
     except RecoError:
         return None
     try:
-        rows = store.execute("SELECT release_version FROM system.local")
+        rows = store.schema.execute("SELECT release_version FROM system.local")
         return str(rows[0][0])
     finally:
         store.close()
@@ -126,7 +126,7 @@ def schema_apply(
     try:
         store = CassandraStore.open(settings)
         try:
-            spec = store.apply_schema(
+            spec = store.schema.apply(
                 dimension=dimension,
                 similarity=similarity,
                 replication_factor=replication_factor,
@@ -158,7 +158,7 @@ def schema_drop_column(
     try:
         store = CassandraStore.open(settings)
         try:
-            store.drop_vector_column(column)
+            store.schema.drop_vector_column(column)
         finally:
             store.close()
     except RecoError as exc:
@@ -226,7 +226,7 @@ def _insert(settings: Settings, videos: list[Video]) -> int:
 
     store = CassandraStore.open(settings)
     try:
-        return store.insert_videos(videos)
+        return store.videos.insert(videos)
     finally:
         store.close()
 
@@ -263,7 +263,7 @@ def related(
     store = CassandraStore.open(get_settings())
     try:
         store.load_schema()
-        items = asyncio.run(store.related(video_id, limit=limit))
+        items = asyncio.run(store.related.nearest(video_id, limit=limit))
     except RecoError as exc:
         fail(exc.message)
     finally:

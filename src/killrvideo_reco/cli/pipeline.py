@@ -157,7 +157,7 @@ def embed(
     bar = tqdm(unit="video", desc="embed", dynamic_ncols=True)
 
     def items() -> Iterator[Item]:
-        videos = store.scan_videos(only_missing=missing_only)
+        videos = store.videos.scan(only_missing=missing_only)
         while chunk := list(islice(videos, batch_size)):
             vectors = embedder.encode([embedding_text(v) for v in chunk])
             yield from (Item(str(v.videoid), x) for v, x in zip(chunk, vectors, strict=True))

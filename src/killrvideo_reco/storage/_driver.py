@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from cassandra import (
     ConsistencyLevel,
     CoordinationFailure,
-    OperationTimedOut,
-    ReadTimeout,
+    DriverException,
+    Timeout,
     Unavailable,
-    WriteTimeout,
 )
 from cassandra import InvalidRequest as CqlInvalidRequest
 from cassandra.cluster import (
@@ -31,12 +31,8 @@ from cassandra.policies import (
     ExponentialReconnectionPolicy,
     TokenAwarePolicy,
 )
-from cassandra.protocol import (
-    IsBootstrappingErrorMessage,
-    OverloadedErrorMessage,
-    ServerError,
-    TruncateError,
-)
+from cassandra.pool import NoConnectionsAvailable
+from cassandra.protocol import ErrorMessage, InvalidRequestException
 from cassandra.query import tuple_factory
 
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
@@ -48,33 +44,64 @@ except ImportError:  # pragma: no cover - platforms without the extension
 
 log = logging.getLogger(__name__)
 
-# Errors after which the client may retry: the cluster is slow, short of
-# replicas, overloaded or unreachable. The write is idempotent, so a retry is safe.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    WriteTimeout,
-    ReadTimeout,
-    Unavailable,
-    CoordinationFailure,
-    OperationTimedOut,
+__all__ = ["DRIVER_ERRORS", "CqlInvalidRequest", "connect", "run_async", "translate", "translated"]
+
+# Everything the driver raises about the cluster: its own exception tree, the
+# server's error messages, and the connection errors outside that tree. Only
+# these are translated; anything else is a bug of ours and must surface as a
+# logged 500 with its traceback, never as a 503 that hides it.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    DriverException,
+    ErrorMessage,
     NoHostAvailable,
     ConnectionException,
-    OverloadedErrorMessage,
-    IsBootstrappingErrorMessage,
-    TruncateError,
-    ServerError,  # e.g. CASSANDRA-21644's pool exhaustion: transient, not the client's fault
+    NoConnectionsAvailable,
 )
 
 
 def translate(exc: BaseException) -> RecoError:
-    """Map a driver exception to ours, keeping its class name and message."""
+    """Map a driver exception to ours, keeping its class name, message and replica counts."""
     kind = type(exc).__name__
-    if isinstance(exc, _TRANSIENT):
-        return StorageUnavailable(f"Cassandra is unavailable ({kind}): {exc}", kind=kind)
-    if isinstance(exc, CqlInvalidRequest):
+    if isinstance(exc, CqlInvalidRequest | InvalidRequestException):
         # We validate everything Cassandra checks; reaching this is a gap in our rules.
         log.error("Cassandra refused a request we had validated: %s", exc)
         return InvalidRequest(f"Cassandra refused the value: {exc}")
-    return StorageUnavailable(f"Cassandra request failed ({kind}): {exc}", kind=kind)
+    if isinstance(exc, NoHostAvailable) and exc.errors:
+        # Every host was tried: the first one's answer says why (Unavailable at a
+        # level, a timeout...), unless none was reached at all.
+        first = next(iter(exc.errors.values()))
+        if isinstance(first, DRIVER_ERRORS) and not isinstance(first, NoHostAvailable):
+            inner = translate(first)
+            if isinstance(inner, StorageUnavailable):
+                return StorageUnavailable(
+                    f"no Cassandra node could serve the request: {inner.message}",
+                    kind=inner.kind,
+                    consistency=inner.consistency,
+                    required=inner.required,
+                    received=inner.received,
+                )
+    required = received = None
+    if isinstance(exc, Unavailable):
+        required, received = exc.required_replicas, exc.alive_replicas
+    elif isinstance(exc, Timeout | CoordinationFailure):
+        required, received = exc.required_responses, exc.received_responses
+    level = getattr(exc, "consistency", None)
+    return StorageUnavailable(
+        f"Cassandra is unavailable ({kind}): {exc}",
+        kind=kind,
+        consistency=ConsistencyLevel.value_to_name.get(level) if level is not None else None,
+        required=required,
+        received=received,
+    )
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Run a block whose driver errors become ours (StorageUnavailable, InvalidRequest)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate(exc) from exc
 
 
 def connect(
@@ -84,6 +111,7 @@ def connect(
     local_dc: str | None,
     connect_timeout_s: float,
     request_timeout_s: float,
+    protocol_version: int,
 ) -> tuple[Cluster, Session]:
     """Open a cluster and a session; raise StorageUnavailable if no node answers."""
     profile = ExecutionProfile(
@@ -94,7 +122,7 @@ def connect(
     cluster = Cluster(
         contact_points=list(contact_points),
         port=port,
-        protocol_version=5,
+        protocol_version=protocol_version,
         connection_class=_Connection,
         # Without TCP_NODELAY a ~6 KiB vector frame meets Nagle plus delayed ACK
         # and every write waits ~40 ms (shared/notes/cassandra-5.md, trap 1).
@@ -105,10 +133,11 @@ def connect(
         control_connection_timeout=connect_timeout_s,
     )
     try:
-        session = cluster.connect()
-    except Exception as exc:
+        with translated():
+            session = cluster.connect()
+    except BaseException:
         cluster.shutdown()
-        raise translate(exc) from exc
+        raise
     return cluster, session
 
 
@@ -134,7 +163,7 @@ def run_async(session: Session, statement: Any, parameters: Any = None) -> async
     future: asyncio.Future[Any] = loop.create_future()
     try:
         response: ResponseFuture = session.execute_async(statement, parameters)
-    except Exception as exc:
+    except DRIVER_ERRORS as exc:
         future.set_exception(translate(exc))
         return future
     response.add_callbacks(
@@ -163,4 +192,4 @@ def _set_result(future: asyncio.Future[Any], rows: Any) -> None:
 
 def _set_error(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
-        future.set_exception(translate(exc))
+        future.set_exception(translate(exc) if isinstance(exc, DRIVER_ERRORS) else exc)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..config import Settings
 from ..domain.vectors import Similarity, VectorSpec
 from ..errors import SchemaMismatch, SchemaNotReady
+from ._driver import CqlInvalidRequest, translated
 
 TABLE = "videos"
 VECTOR_COLUMN = "content_features"  # the spec's column; KV_VECTOR_COLUMN names another
@@ -117,7 +119,7 @@ def apply_schema(
                 f"ALTER TABLE {keyspace}.{TABLE} ADD {column} vector<float, {dimension}>",
                 timeout=ADMIN_TIMEOUT_S,
             )
-        except Exception as exc:  # e.g. a dropped column of another dimension
+        except CqlInvalidRequest as exc:  # e.g. a dropped column of another dimension
             raise SchemaMismatch(f"cannot add {keyspace}.{TABLE}.{column}: {exc}") from None
         existing = dimension
     if existing != dimension:
@@ -150,3 +152,45 @@ def drop_vector_column(session: Any, keyspace: str, column: str) -> None:
         f"DROP INDEX IF EXISTS {keyspace}.{index_name(column)}", timeout=ADMIN_TIMEOUT_S
     )
     session.execute(f"ALTER TABLE {keyspace}.{TABLE} DROP {column}", timeout=ADMIN_TIMEOUT_S)
+
+
+class SchemaAdmin:
+    """Schema administration for one keyspace: apply, read, drop, and raw DDL."""
+
+    def __init__(self, session: Any, settings: Settings) -> None:
+        self._session = session
+        self.keyspace = settings.keyspace
+        self.column = settings.vector_column
+
+    def apply(
+        self,
+        *,
+        dimension: int,
+        similarity: Similarity,
+        replication_factor: int,
+        column: str | None = None,
+    ) -> VectorSpec:
+        """Create what is missing for ``column`` (KV_VECTOR_COLUMN by default)."""
+        with translated():
+            return apply_schema(
+                self._session,
+                keyspace=self.keyspace,
+                dimension=dimension,
+                similarity=similarity,
+                replication_factor=replication_factor,
+                column=column or self.column,
+            )
+
+    def vector_spec(self) -> VectorSpec:
+        """The live shape of the vector column; SchemaNotReady without it or its index."""
+        with translated():
+            return read_vector_spec(self._session, self.keyspace, self.column)
+
+    def drop_vector_column(self, column: str) -> None:
+        with translated():
+            drop_vector_column(self._session, self.keyspace, column)
+
+    def execute(self, cql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
+        """Run one administrative CQL statement synchronously (CLI, tests, benchmarks)."""
+        with translated():
+            return list(self._session.execute(cql, parameters, timeout=ADMIN_TIMEOUT_S))

@@ -108,9 +108,11 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
     try:
         body, spec = await _authorized_body(request, svc, limit=svc.settings.max_body_bytes)
         # Admit before decoding: a request refused for overload costs next to nothing.
-        async with svc.store.admission():
+        async with svc.store.writer.admission():
             command = decode_ingest(body, spec)
-            await svc.store.set_content_features(command.video_id, command.vector, admitted=True)
+            await svc.store.writer.set_content_features(
+                command.video_id, command.vector, admitted=True
+            )
     except RecoError as exc:
         INGESTS.labels(exc.status_code).inc()
         raise
@@ -168,7 +170,7 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
         while todo:
             index, command = todo.pop()
             try:
-                await store.set_content_features(
+                await store.writer.set_content_features(
                     command.video_id, command.vector, timestamp_us=stamp
                 )
             except RecoError as exc:

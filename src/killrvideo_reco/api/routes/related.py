@@ -45,7 +45,7 @@ async def related(
     if authorization is not None:
         svc.verifier.authenticate(authorization)
     video_id = parse_video_id(videoId)
-    items = await svc.store.related(video_id, limit=check_limit(limit))
+    items = await svc.store.related.nearest(video_id, limit=check_limit(limit))
     payload = [
         {"videoId": str(v.video_id), "title": v.title, "score": v.score}
         | ({"thumbnailUrl": v.thumbnail_url} if v.thumbnail_url else {})
