@@ -7,7 +7,7 @@ KV := $(BIN)/kv-reco
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
+.PHONY: help install cassandra-up cassandra-down schema run demo test test-unit lint bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,8 +46,11 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
 	  wait $$pid'
 
-test: cassandra-up ## Set up everything and run the whole test suite against a real node
+test: cassandra-up lint ## Set up everything, lint, and run the whole test suite against a real node
 	$(BIN)/pytest
+
+test-unit: $(STAMP) ## The unit tests alone: no node needed, a few seconds
+	$(BIN)/pytest tests/unit
 
 lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench

@@ -206,7 +206,12 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
         "failed": failed,
         "items": items,
     }
-    return Response(_encode(payload), status_code=200, media_type="application/json")
+    # Items that got 503 are to be sent again: say when, as a whole-request 503 would.
+    retry = any(error is not None and error.status_code == 503 for error in results)
+    headers = {"Retry-After": str(svc.settings.retry_after_s)} if retry else None
+    return Response(
+        _encode(payload), status_code=200, headers=headers, media_type="application/json"
+    )
 
 
 class IngestShortcut:
