@@ -29,6 +29,8 @@ videos_app = typer.Typer(no_args_is_help=True, help="Video rows (normally made b
 app.add_typer(cassandra_app, name="cassandra")
 app.add_typer(schema_app, name="schema")
 app.add_typer(videos_app, name="videos")
+config_app = typer.Typer(no_args_is_help=True, help="The settings in force (KV_* variables).")
+app.add_typer(config_app, name="config")
 
 
 def _cluster(settings: Settings, nodes: int) -> DevCluster:
@@ -229,6 +231,22 @@ def _insert(settings: Settings, videos: list[Video]) -> int:
         return store.insert_videos(videos)
     finally:
         store.close()
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print every setting in force, as KV_NAME=value, secrets masked."""
+    import os
+
+    from ..config import shown
+
+    rows = shown(get_settings())
+    if "KV_API_TOKEN" in os.environ:  # the pipeline commands' token, not a service setting
+        rows.append(("KV_API_TOKEN", "********", True))
+    width = max(len(name) + len(value) for name, value, _ in rows) + 1
+    for name, value, from_env in rows:
+        line = f"{name}={value}"
+        typer.echo(f"{line:<{width}}  # {'environment' if from_env else 'default'}")
 
 
 @app.command("token")
