@@ -203,6 +203,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Service:
+    """A real `kv-reco serve` process with this environment: ``url`` while it runs,
+    ``output`` (its stdout and stderr) once ``stop`` has returned."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.output = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Service:
+        self.proc = subprocess.Popen(
+            [KV, "serve", "--port", self.url.rsplit(":", 1)[1]],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, f"serve exited:\n{self.proc.communicate()[0]}"
+            time.sleep(0.2)
+        self.proc.kill()
+        pytest.fail(f"serve did not become ready:\n{self.proc.communicate()[0]}")
+
+    def stop(self, *, timeout_s: float = 30) -> int:
+        """SIGTERM, then wait for the exit; its return code (-15: uvicorn re-raised SIGTERM)."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            self.output = self.proc.communicate(timeout=timeout_s)[0]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output = self.proc.communicate()[0]
+            raise
+        return self.proc.returncode
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.stop()
+
+
 @contextlib.contextmanager
 def serving(env: dict[str, str]) -> Iterator[str]:
     """Run `kv-reco serve` with this environment until the block ends; yield its URL.
@@ -210,32 +258,9 @@ def serving(env: dict[str, str]) -> Iterator[str]:
     On the way out it asserts that the service logged its use of the local
     development key (tests leave KV_JWT_SECRET out, as `make run` does).
     """
-    port = free_port()
-    proc = subprocess.Popen(
-        [KV, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            proc.kill()
-            pytest.fail(f"serve did not become ready:\n{proc.communicate()[0]}")
-        yield url
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-    assert "using the local development JWT key" in output, output[-2000:]
+    with Service(env) as service:
+        yield service.url
+    assert "using the local development JWT key" in service.output, service.output[-2000:]
 
 
 def service_env(keyspace: str, state_dir: Path, **extra: str) -> dict[str, str]:

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
     # On SIGTERM: how long in-flight requests may take to finish before the
     # process exits anyway. Keep it under the orchestrator's grace period.
-    shutdown_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    shutdown_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
 
     # Cassandra
     contact_points: str = "127.0.0.1"

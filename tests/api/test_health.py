@@ -93,7 +93,7 @@ def test_a_cassandra_timeout_is_503_with_retry_after_and_counted(
         after = scraped(client)
     # Counted once each, by this request: earlier tests made the same labels.
     errors = 'kv_reco_cassandra_errors_total{kind="OperationTimedOut"}'
-    refusals = 'kv_reco_ingest_requests_total{status="503"}'
+    refusals = 'kv_reco_ingests_total{outcome="unavailable",reason="OperationTimedOut"}'
     assert after[errors] == before.get(errors, 0) + 1
     assert after[refusals] == before.get(refusals, 0) + 1
 

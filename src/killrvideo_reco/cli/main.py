@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -303,12 +301,10 @@ def serve(
     """Serve the HTTP API."""
     import uvicorn
 
+    from ..logs import configure
+
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
         "killrvideo_reco.api.app:app_from_env",
         factory=True,
@@ -317,8 +313,11 @@ def serve(
         workers=workers,
         loop="uvloop",
         http="httptools",
-        access_log=False,  # one log line per vector would cost more than the ingest
+        access_log=False,  # ours is api/front.py: one line per request, with its request id
+        log_config=None,  # keep logs.configure's format for uvicorn's own lines
         log_level=settings.log_level.lower(),
+        # On SIGTERM: stop accepting, let in-flight requests finish, then cancel them.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import struct
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -21,11 +22,12 @@ from ..config import Settings
 from ..domain.related import RelatedVideo, best_related, candidate_count
 from ..domain.vectors import Similarity, VectorSpec
 from ..domain.videos import Video
-from ..errors import SchemaMismatch, SchemaNotReady, VideoNotFound
+from ..errors import RecoError, SchemaMismatch, SchemaNotReady, StorageUnavailable, VideoNotFound
 from . import _driver, _wire, schema
 from ._codec import bind_packed_vectors
 from ._fastpath import FallBack, FastPath, routing
 from ._limiter import InFlightLimiter
+from ._observe import StoreObserver, Unobserved
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ _MIN_TOKEN, _MAX_TOKEN = -(2**63), 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
+    name: str  # for metrics
     statement: Any  # the driver's PreparedStatement
     encoder: _wire.ExecuteEncoder  # the same statement, for the fast path
 
@@ -67,6 +70,22 @@ class CassandraStore:
         self._fast: FastPath | None = None
         # Which path each write took ("fast" or "driver"): visible in tests and metrics.
         self.writes_by_path: Counter[str] = Counter()
+        self._observer: StoreObserver = Unobserved()
+
+    def observe(self, observer: StoreObserver) -> None:
+        """Report statement latencies, failures and slot waits to ``observer`` from now on."""
+        self._observer = observer
+        self._limiter.on_wait = observer.slot_waited
+
+    @property
+    def in_flight(self) -> int:
+        """Ingest writes holding a slot now."""
+        return self._limiter.in_use
+
+    @property
+    def waiting(self) -> int:
+        """Ingest writes waiting for a slot now."""
+        return self._limiter.waiting
 
     @classmethod
     def open(cls, settings: Settings) -> CassandraStore:
@@ -156,6 +175,7 @@ class CassandraStore:
         # Paxos round): an unknown video gets 404 and no ghost row, even when a
         # delete races the ingest. A read-then-UPDATE could resurrect the row.
         set_features = self._prepare(
+            "set_features",
             f"UPDATE {table} SET {self.column} = ? WHERE videoid = ? IF EXISTS",
             binds_vector=True,
         )
@@ -164,10 +184,11 @@ class CassandraStore:
         # wins: the timestamp is never ahead of the clock (checked by the caller),
         # so the row's tombstone is newer than the cell and shadows it.
         set_features_at = self._prepare(
+            "set_features_at",
             f"UPDATE {table} USING TIMESTAMP ? SET {self.column} = ? WHERE videoid = ?",
             binds_vector=True,
         )
-        exists = self._prepare(f"SELECT videoid FROM {table} WHERE videoid = ?")
+        exists = self._prepare("exists", f"SELECT videoid FROM {table} WHERE videoid = ?")
         read_vector = self._session.prepare(
             f"SELECT {self.column} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
         )
@@ -192,7 +213,7 @@ class CassandraStore:
             spec=spec,
         )
 
-    def _prepare(self, query: str, *, binds_vector: bool = False) -> _Prepared:
+    def _prepare(self, name: str, query: str, *, binds_vector: bool = False) -> _Prepared:
         stmt = self._session.prepare(query)
         if binds_vector:
             bind_packed_vectors(stmt, column=self.column)
@@ -202,7 +223,7 @@ class CassandraStore:
         encoder = _wire.ExecuteEncoder(
             query_id=stmt.query_id, consistency=self._consistency, serial_consistency=self._serial
         )
-        return _Prepared(statement=stmt, encoder=encoder)
+        return _Prepared(name=name, statement=stmt, encoder=encoder)
 
     @property
     def spec(self) -> VectorSpec | None:
@@ -272,16 +293,31 @@ class CassandraStore:
         That is ``[applied]`` for a conditional write, and "a row" for a read.
         """
         if self._fast is not None:
+            started = time.perf_counter()
             try:
                 cell = await self._fast.execute(prepared.encoder, wire_values, key)
             except FallBack:
                 pass
+            except RecoError as exc:
+                self._observer.statement_failed(prepared.name, "fast", _kind(exc))
+                raise
             else:
+                self._observer.statement(prepared.name, "fast", time.perf_counter() - started)
                 self.writes_by_path["fast"] += 1
                 return cell is not None and cell != b"\x00"
         self.writes_by_path["driver"] += 1
-        rows = await _driver.run_async(self._session, prepared.statement.bind(values))
+        rows = await self._driver_run(prepared.name, prepared.statement.bind(values))
         return bool(rows and rows[0][0])
+
+    async def _driver_run(self, name: str, bound: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            rows = await _driver.run_async(self._session, bound)
+        except RecoError as exc:
+            self._observer.statement_failed(name, "driver", _kind(exc))
+            raise
+        self._observer.statement(name, "driver", time.perf_counter() - started)
+        return rows
 
     async def related(
         self, video_id: uuid.UUID, *, limit: int, overfetch: int | None = None
@@ -294,16 +330,14 @@ class CassandraStore:
         prepared = self._prepared
         if prepared is None or prepared.nearest is None:
             raise SchemaNotReady("the vector index is not loaded yet: run `kv-reco schema apply`")
-        rows = await _driver.run_async(self._session, prepared.read_vector.bind((video_id,)))
+        rows = await self._driver_run("read_vector", prepared.read_vector.bind((video_id,)))
         if not rows:
             raise VideoNotFound(f"video {video_id} does not exist")
         vector = rows[0][0]
         if vector is None:
             return []
         wanted = candidate_count(limit, overfetch or self._settings.related_overfetch)
-        found = await _driver.run_async(
-            self._session, prepared.nearest.bind((vector, vector, wanted))
-        )
+        found = await self._driver_run("nearest", prepared.nearest.bind((vector, vector, wanted)))
         return best_related(
             (
                 RelatedVideo(video_id=vid, title=name, thumbnail_url=thumb, score=float(score))
@@ -393,3 +427,7 @@ class CassandraStore:
             return list(self._session.execute(cql, parameters, timeout=schema.ADMIN_TIMEOUT_S))
         except Exception as exc:
             raise _driver.translate(exc) from exc
+
+
+def _kind(exc: RecoError) -> str:
+    return exc.kind if isinstance(exc, StorageUnavailable) else type(exc).__name__

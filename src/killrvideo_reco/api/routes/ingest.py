@@ -17,7 +17,8 @@ from ...domain.vectors import VectorSpec
 from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
 from ..deps import Services, services
 from ..errors import reco_error_response
-from ..metrics import ACCEPTED_SECONDS, INGESTS
+from ..front import note
+from ..metrics import ACCEPTED_SECONDS, count_accepted, count_refused
 from ..schemas import BatchRequest, BatchResult, IngestAccepted, IngestRequest, failure_doc
 
 router = APIRouter()
@@ -105,22 +106,20 @@ async def _authorized_body(
 )
 async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
     started = time.perf_counter()
+    noted = note(request.scope)
     try:
         body, spec = await _authorized_body(request, svc, limit=svc.settings.max_body_bytes)
         # Admit before decoding: a request refused for overload costs next to nothing.
         async with svc.store.admission():
             command = decode_ingest(body, spec)
+            noted.video_id = video_id = str(command.video_id)  # for the log line, 404 included
             await svc.store.set_content_features(command.video_id, command.vector, admitted=True)
     except RecoError as exc:
-        INGESTS.labels(exc.status_code).inc()
+        count_refused(exc)
         raise
-    INGESTS.labels(202).inc()
+    count_accepted()
     ACCEPTED_SECONDS.observe(time.perf_counter() - started)
-    payload = {
-        "videoId": str(command.video_id),
-        "status": "accepted",
-        "message": _ACCEPTED_MESSAGE,
-    }
+    payload = {"videoId": video_id, "status": "accepted", "message": _ACCEPTED_MESSAGE}
     return Response(_encode(payload), status_code=202, media_type="application/json")
 
 
@@ -179,8 +178,8 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
     await asyncio.gather(*(worker() for _ in range(workers)))
     items = []
     for item, error in zip(batch.items, results, strict=True):
-        INGESTS.labels(202 if error is None else error.status_code).inc()
         if error is None:
+            count_accepted()
             assert isinstance(item, IngestCommand)
             items.append(
                 {
@@ -191,6 +190,7 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
                 }
             )
         else:
+            count_refused(error)
             entry: dict[str, object] = {
                 "status": "failed",
                 "code": error.status_code,
@@ -200,6 +200,8 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
                 entry = {"videoId": error.video_id, **entry}
             items.append(entry)
     failed = sum(error is not None for error in results)
+    if failed:
+        note(request.scope).reason = f"{failed} of {len(items)} items failed"
     payload = {
         "status": "completed",
         "accepted": len(items) - failed,
@@ -231,10 +233,11 @@ class IngestShortcut:
             await self.app(scope, receive, send)
             return
         svc: Services = scope["app"].state.services
+        note(scope).route = PATH
         try:
             response = await ingest(Request(scope, receive), svc)
         except RecoError as exc:
             response = reco_error_response(
-                exc, method="POST", path=PATH, retry_after_s=svc.settings.retry_after_s
+                exc, scope=scope, retry_after_s=svc.settings.retry_after_s
             )
         await response(scope, receive, send)

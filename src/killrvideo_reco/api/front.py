@@ -1,0 +1,222 @@
+"""The outermost layer of the app: request ids, one log line and metrics per request, draining.
+
+Every HTTP request gets an id (the client's ``X-Request-ID`` when it is a sane
+token, else a fresh one), echoed in the ``X-Request-ID`` response header, and
+one log line on ``killrvideo_reco.access`` when it ends: id, method, route,
+status, latency, and the videoId and refusal reason when the handler noted them
+(``note(scope)``). Headers and bodies are never logged, so neither tokens nor
+vectors can reach a log.
+
+Levels say who must act: 2xx and 4xx are INFO (the client's business), a 503 or
+a client that went away is WARNING, a 500 is ERROR (its traceback is logged
+once, by the exception handler that answered it).
+
+While the service drains (SIGTERM, see ``Drain``), a request that arrives is
+answered 503 with ``Retry-After`` and ``Connection: close`` before any work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import msgspec
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import REQUEST_SECONDS, REQUESTS_IN_FLIGHT
+
+access_log = logging.getLogger("killrvideo_reco.access")
+log = logging.getLogger(__name__)
+
+_NOTE = "kv_reco.note"
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_ALWAYS_OPEN = frozenset({"/healthz", "/metrics"})  # observable while draining
+_encode = msgspec.json.encode
+
+
+@dataclass(slots=True)
+class Note:
+    """What a handler knows that the log line should say."""
+
+    route: str | None = None
+    video_id: str | None = None
+    reason: str | None = None
+
+
+def note(scope: Scope) -> Note:
+    """The request's note; a scope from outside the app (a test) gets a throwaway one."""
+    found = scope.get(_NOTE)
+    if found is None:
+        found = scope[_NOTE] = Note()
+    return found
+
+
+class Drain:
+    """Set on SIGTERM, before uvicorn's own handler starts its graceful shutdown.
+
+    uvicorn stops accepting and waits for in-flight requests
+    (``timeout_graceful_shutdown``), but it notices the signal only on its next
+    0.1 s tick: in between it would still start new work. Chaining its handler
+    closes that window.
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+        self._previous: Any = None
+
+    def install(self) -> None:
+        """Chain our handler before the current SIGTERM handler (uvicorn's); main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # a test client's portal thread: no signals there
+        self._previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def uninstall(self) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._previous)
+        self._previous = None
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.start()
+        previous = self._previous
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):
+            raise SystemExit(128 + signum)
+
+    def start(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.info("draining: %d requests in flight; new requests get 503", self.in_flight)
+
+
+class Front:
+    def __init__(self, app: ASGIApp, *, drain: Drain, retry_after_s: int) -> None:
+        self.app = app
+        self.drain = drain
+        self._retry_after = str(retry_after_s).encode()
+        self._clock: Callable[[], float] = time.perf_counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self._clock()
+        request_id = _request_id(scope["headers"])
+        scope[_NOTE] = noted = Note()
+        echo = (b"x-request-id", request_id.encode())
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echo]
+            await send(message)
+
+        drain = self.drain
+        drain.in_flight += 1
+        REQUESTS_IN_FLIGHT.inc()
+        try:
+            if drain.draining and scope["path"] not in _ALWAYS_OPEN:
+                noted.reason = "the service is shutting down"
+                await self._refuse(send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status, noted.reason = status or 499, "the client disconnected"
+        except Exception:
+            # The app's 500 handler answered it and logged the traceback, then
+            # re-raised (Starlette's way); anything else is logged here, once.
+            if status != 500:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if status == 0:
+                await _answer_500(send_with_id)
+        finally:
+            drain.in_flight -= 1
+            REQUESTS_IN_FLIGHT.dec()
+            self._record(scope, noted, request_id, status, self._clock() - started)
+
+    async def _refuse(self, send: Send) -> None:
+        body = _encode(
+            {"status": "failed", "message": "the service is shutting down; retry after Retry-After"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", self._retry_after),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(
+        self, scope: Scope, noted: Note, request_id: str, status: int, seconds: float
+    ) -> None:
+        route_obj = scope.get("route")
+        route = noted.route or getattr(route_obj, "path", None) or "(unmatched)"
+        method = scope["method"]
+        REQUEST_SECONDS.observe(route, method, status, seconds)
+        if status == 0:  # the client went away before any answer
+            status, noted.reason = 499, noted.reason or "the client disconnected"
+        level = _level(status)
+        if not access_log.isEnabledFor(level):
+            return
+        latency_ms = round(seconds * 1000, 2)
+        fields = {
+            "requestId": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latencyMs": latency_ms,
+            "videoId": noted.video_id,
+            "reason": noted.reason,
+        }
+        access_log.log(
+            level, "%s %s %d %.2fms", method, route, status, latency_ms, extra={"fields": fields}
+        )
+
+
+def _level(status: int) -> int:
+    if status in (499, 503):  # the client left; Cassandra is slow or we are busy
+        return logging.WARNING
+    return logging.ERROR if status >= 500 else logging.INFO
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _SANE_ID.fullmatch(value):
+                return value.decode()
+            break  # not a token we would echo into a header and a log: make our own
+    return os.urandom(12).hex()
+
+
+async def _answer_500(send: Send) -> None:
+    body = _encode({"status": "failed", "message": "internal error"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
