@@ -187,9 +187,19 @@ class Front:
             "videoId": noted.video_id,
             "reason": noted.reason,
         }
-        access_log.log(
-            level, "%s %s %d %.2fms", method, route, status, latency_ms, extra={"fields": fields}
+        # makeRecord + handle is Logger.log minus findCaller's stack walk, which
+        # would only ever name this line: a third of the cost of a log line.
+        record = access_log.makeRecord(
+            access_log.name,
+            level,
+            __file__,
+            0,
+            "%s %s %d %.2fms",
+            (method, route, status, latency_ms),
+            None,
+            extra={"fields": fields},
         )
+        access_log.handle(record)
 
 
 def _level(status: int) -> int:
