@@ -17,6 +17,7 @@ answered 503 with ``Retry-After`` and ``Connection: close`` before any work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -100,6 +101,23 @@ class Drain:
             log.info("draining: %d requests in flight; new requests get 503", self.in_flight)
 
 
+class _Answer:
+    """The server's ``send``, adding our X-Request-ID and remembering the status sent."""
+
+    __slots__ = ("_echo", "_send", "status")
+
+    def __init__(self, send: Send, echo: tuple[bytes, bytes]) -> None:
+        self._send = send
+        self._echo = echo
+        self.status = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self._echo]
+        await self._send(message)
+
+
 class Front:
     def __init__(self, app: ASGIApp, *, drain: Drain, retry_after_s: int) -> None:
         self.app = app
@@ -114,38 +132,43 @@ class Front:
         started = self._clock()
         request_id = _request_id(scope["headers"])
         scope[_NOTE] = noted = Note()
-        echo = (b"x-request-id", request_id.encode())
-        status = 0
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), echo]
-            await send(message)
-
+        answer = _Answer(send, (b"x-request-id", request_id.encode()))
         drain = self.drain
         drain.in_flight += 1
         REQUESTS_IN_FLIGHT.inc()
         try:
-            if drain.draining and scope["path"] not in _ALWAYS_OPEN:
-                noted.reason = "the service is shutting down"
-                await self._refuse(send_with_id)
-            else:
-                await self.app(scope, receive, send_with_id)
-        except ClientDisconnect:
-            status, noted.reason = status or 499, "the client disconnected"
-        except Exception:
-            # The app's 500 handler answered it and logged the traceback, then
-            # re-raised (Starlette's way); anything else is logged here, once.
-            if status != 500:
-                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            if status == 0:
-                await _answer_500(send_with_id)
+            await self._serve(scope, receive, answer, noted)
         finally:
             drain.in_flight -= 1
             REQUESTS_IN_FLIGHT.dec()
-            self._record(scope, noted, request_id, status, self._clock() - started)
+            self._record(scope, noted, request_id, answer.status, self._clock() - started)
+
+    async def _serve(self, scope: Scope, receive: Receive, answer: _Answer, noted: Note) -> None:
+        """Run the app; what escapes it becomes an answer and a reason, a traceback at most once."""
+        try:
+            if self.drain.draining and scope["path"] not in _ALWAYS_OPEN:
+                noted.reason = "the service is shutting down"
+                await self._refuse(answer.send)
+            else:
+                await self.app(scope, receive, answer.send)
+        except ClientDisconnect:
+            noted.reason = "the client disconnected"
+            answer.status = answer.status or 499
+        except asyncio.CancelledError:
+            if not self.drain.draining:
+                raise
+            # The server gave up on it: KV_SHUTDOWN_TIMEOUT_S ran out. Say so,
+            # instead of a traceback and a 500 from the server.
+            noted.reason = "still running when the shutdown timeout ran out"
+            if answer.status == 0:
+                await self._refuse(answer.send)
+        except Exception:
+            # The app's 500 handler answered it and logged the traceback, then
+            # re-raised (Starlette's way); anything else is logged here, once.
+            if answer.status != 500:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if answer.status == 0:
+                await _answer_500(answer.send)
 
     async def _refuse(self, send: Send) -> None:
         body = _encode(
