@@ -7,7 +7,7 @@ KV := $(BIN)/kv-reco
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cassandra-up cassandra-down schema run demo test test-unit lint bench bench-recall bench-large latency clean
+.PHONY: help install cassandra-up cassandra-down schema run demo test test-unit test-browser lint bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ test: cassandra-up lint ## Set up everything, lint, and run the whole test suite
 
 test-unit: $(STAMP) ## The unit tests alone: no node needed, a few seconds
 	$(BIN)/pytest tests/unit
+
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP)
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium))
+	$(BIN)/pip install --quiet -e '.[browser]'
+	@touch $@
+
+test-browser: cassandra-up $(BROWSER_STAMP) ## /docs in headless Chromium (Debian's) via Playwright; screenshot in build/test-artifacts/
+	$(BIN)/pytest --browser tests/browser
 
 lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench

@@ -53,6 +53,19 @@ _SEED = pytest.StashKey[int]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--seed", type=int, help="replay the random data of an earlier session")
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="run tests/browser, which needs Chromium and Playwright (`make test-browser`)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The browser suite needs more set-up than `make test` does; `make test-browser`
+    # (which CI runs too) installs it and passes --browser.
+    if collection_path == Path(__file__).parent / "browser":
+        return None if config.getoption("browser") else True
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:

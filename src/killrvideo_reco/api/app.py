@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -18,7 +19,7 @@ from . import errors
 from .deps import Services
 from .front import Drain, Front
 from .metrics import FROM_STORES, OBSERVER
-from .routes import health, ingest, related
+from .routes import docs, health, ingest, related
 
 log = logging.getLogger("killrvideo_reco")
 
@@ -33,6 +34,11 @@ class _App(FastAPI):
         return Front(
             super().build_middleware_stack(), drain=self.drain, retry_after_s=self.retry_after_s
         )
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = docs.add_security_scheme(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -79,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Recommendation ingest: video embeddings into Apache Cassandra 5.0",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # ours, with its assets served here: routes/docs.py
+        redoc_url=None,
     )
     app.drain, app.retry_after_s = drain, settings.retry_after_s
     errors.install(app, retry_after_s=settings.retry_after_s)
@@ -86,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ingest.router, tags=["reco"])
     app.include_router(related.router, tags=["videos"])
     app.include_router(health.router, tags=["health"])
+    docs.install(app)
     return app
 
 

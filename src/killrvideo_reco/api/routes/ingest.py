@@ -20,6 +20,7 @@ from ..errors import reco_error_response
 from ..front import note
 from ..metrics import ACCEPTED_SECONDS, count_accepted, count_refused
 from ..schemas import BatchRequest, BatchResult, IngestAccepted, IngestRequest, failure_doc
+from .docs import REQUIRES_TOKEN
 
 router = APIRouter()
 # What both endpoints answer alike, before any item is looked at.
@@ -98,10 +99,11 @@ async def _authorized_body(
         503: failure_doc("Cassandra is unavailable, slow or overloaded; retry after Retry-After"),
     },
     openapi_extra={
+        **REQUIRES_TOKEN,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": IngestRequest.model_json_schema()}},
-        }
+        },
     },
 )
 async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
@@ -143,10 +145,11 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
         503: failure_doc("The schema is not loaded; retry after Retry-After"),
     },
     openapi_extra={
+        **REQUIRES_TOKEN,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
-        }
+        },
     },
 )
 async def ingest_batch(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
