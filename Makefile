@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser lint bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,8 +58,20 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
 	  wait $$pid'
 
-test: $(DEV_STAMP) cassandra-up ## Set up everything and run the whole test suite against a real node
+test: $(DEV_STAMP) cassandra-up lint ## Set up everything, lint, and run the whole test suite against a real node
 	$(BIN)/pytest
+
+test-unit: $(DEV_STAMP) ## The unit tests alone: no node needed, a few seconds
+	$(BIN)/pytest tests/unit
+
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(DEV_STAMP)
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium))
+	$(BIN)/pip install --quiet -e '.[tools,embed,dev,browser]'
+	@touch $@
+
+test-browser: cassandra-up $(BROWSER_STAMP) ## /docs in headless Chromium (Debian's) via Playwright; screenshot in build/test-artifacts/
+	$(BIN)/pytest --browser tests/browser
 
 lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict, import-linter layering
 	$(BIN)/ruff format --check src tests bench

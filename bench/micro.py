@@ -7,12 +7,19 @@ Stages: decode (msgspec typed decode of the whole 32 KB body), validate + pack
 Baselines in the same run: stdlib json.loads, pydantic model_validate_json of a
 list[float] body, and the driver's own VectorType.serialize. Ratios, not
 absolute times, are what compare across machines.
+
+Then the per-request layer (api/front.py: request id, one JSON log line,
+latency histogram) around an app that answers at once, against that app alone,
+as a share of decode_ingest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+import os
 import timeit
 import uuid
 from collections.abc import Callable
@@ -21,6 +28,8 @@ import numpy as np
 from cassandra.cqltypes import lookup_casstype
 from pydantic import BaseModel
 
+from killrvideo_reco import logs
+from killrvideo_reco.api.front import Drain, Front
 from killrvideo_reco.domain.ingest import _decoder, decode_ingest
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
 
@@ -90,6 +99,50 @@ def main() -> None:
     print(
         f"  ratio msgspec decode / json.loads = {dict(rows)['decode (msgspec, typed)'] / dict(baselines)['json.loads (stdlib)']:.2f}x"
     )
+    bare, fronted = front_cost()
+    print("Per request: api/front.py (id, JSON log line to /dev/null, histogram)")
+    print(f"  {'app alone':<32}{bare:8.1f} µs")
+    print(f"  {'app behind Front':<32}{fronted:8.1f} µs")
+    print(f"  ratio Front's cost / decode_ingest = {(fronted - bare) / total:.2f}x")
+
+
+def front_cost(number: int = 20000) -> tuple[float, float]:
+    """µs per request of an app that answers 202 at once, alone and behind Front."""
+    logs.configure(level="INFO", fmt="json")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
+
+    front = Front(app, drain=Drain(), retry_after_s=1)  # type: ignore[arg-type]
+    headers = [
+        (b"host", b"kv"),
+        (b"authorization", b"Bearer x"),
+        (b"content-type", b"application/json"),
+    ]
+
+    async def nothing(message: object) -> None:
+        pass
+
+    async def run(target: object) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = timeit.default_timer()
+            for _ in range(number):
+                scope = {
+                    "type": "http",
+                    "method": "POST",
+                    "path": "/api/v1/reco/ingest",
+                    "headers": headers,
+                }
+                await target(scope, None, nothing)  # type: ignore[operator]
+            best = min(best, timeit.default_timer() - started)
+        return best / number * 1e6
+
+    return asyncio.run(run(app)), asyncio.run(run(front))
 
 
 if __name__ == "__main__":

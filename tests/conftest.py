@@ -2,19 +2,29 @@
 
 The node is started (or found running) through the CLI, exactly as `make test`
 and `make run` do. If it cannot start, the session fails: nothing is skipped.
+
+Safety first: the suite creates and drops keyspaces, so the shell's ``KV_*``
+variables are cleared before anything reads them, and a session refuses to run
+against contact points other than the local dev nodes unless
+``KV_TEST_ALLOW_REMOTE=1`` says so. Keyspaces that a killed session left
+behind are dropped when the next session first needs the node. Random data is
+seeded per test from one session seed, printed on failure (``--seed`` replays).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
 import secrets
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -32,18 +42,118 @@ from killrvideo_reco.storage import CassandraStore
 KV = str(Path(sys.executable).with_name("kv-reco"))
 DIM = 1536
 
+ALLOW_REMOTE = "KV_TEST_ALLOW_REMOTE"
+# What KV_TEST_ALLOW_REMOTE=1 keeps from the shell: where the cluster is.
+_CLUSTER_VARS = ("KV_CONTACT_POINTS", "KV_CASSANDRA_PORT", "KV_LOCAL_DC")
+# Every keyspace a session makes is named for its process, so that the next
+# session can tell a leftover (its process is gone) from a live neighbour's.
+_SCRATCH = re.compile(r"^kv_test_(\d+)_")
+_SEED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--seed", type=int, help="replay the random data of an earlier session")
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="run tests/browser, which needs Chromium and Playwright (`make test-browser`)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The browser suite needs more set-up than `make test` does; `make test-browser`
+    # (which CI runs too) installs it and passes --browser.
+    if collection_path == Path(__file__).parent / "browser":
+        return None if config.getoption("browser") else True
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    contact_points = os.environ.get("KV_CONTACT_POINTS", "")
+    remote = [p for p in contact_points.split(",") if p.strip() and not is_local(p)]
+    allowed = os.environ.get(ALLOW_REMOTE) == "1"
+    if remote and not allowed:
+        pytest.exit(
+            f"KV_CONTACT_POINTS={contact_points} names {', '.join(remote)}, not a local dev "
+            "node, and the suite creates and drops keyspaces there. Unset it, or set "
+            f"{ALLOW_REMOTE}=1 to test against that cluster.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+    keep = {ALLOW_REMOTE, *(_CLUSTER_VARS if allowed else ("KV_CONTACT_POINTS",))}
+    for name in [n for n in os.environ if n.startswith("KV_") and n not in keep]:
+        del os.environ[name]
+    seed = config.getoption("seed")
+    config.stash[_SEED] = seed if seed is not None else secrets.randbits(32)
+
+
+def is_local(contact_point: str) -> bool:
+    """The dev nodes listen on loopback addresses (127.0.0.N for node N)."""
+    host = contact_point.strip()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"random seed: {config.stash[_SEED]} (replay with --seed {config.stash[_SEED]})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and "rng" in getattr(item, "fixturenames", ()):
+        seed = item.config.stash[_SEED]
+        report.sections.append(("random data", f"seed {seed}: replay with --seed {seed}"))
+    return report
+
+
+def scratch_keyspace(tag: str = "") -> str:
+    """A keyspace name of this session's own; the next session drops it if it is left over."""
+    return f"kv_test_{os.getpid()}_{tag + '_' if tag else ''}{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def drop_leftover_keyspaces(store: CassandraStore) -> list[str]:
+    """Drop the keyspaces of test sessions whose process has gone; return their names."""
+    names = [
+        str(r[0]) for r in store.schema.execute("SELECT keyspace_name FROM system_schema.keyspaces")
+    ]
+    leftovers = [n for n in names if (m := _SCRATCH.match(n)) and not _alive(int(m.group(1)))]
+    for name in leftovers:
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    return leftovers
+
 
 @pytest.fixture(scope="session")
 def node() -> str:
     done = subprocess.run([KV, "cassandra", "start"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"Cassandra did not start:\n{done.stdout}\n{done.stderr}"
+    store = CassandraStore.open(Settings())
+    try:
+        drop_leftover_keyspaces(store)
+    finally:
+        store.close()
     return done.stdout
 
 
 @pytest.fixture(scope="session")
 def settings(node: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        keyspace=f"kv_test_{secrets.token_hex(4)}",
+        keyspace=scratch_keyspace(),
         jwt_secret=secrets.token_urlsafe(40),
         state_dir=tmp_path_factory.mktemp("state"),
     )
@@ -96,14 +206,64 @@ def creator_headers(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng()
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    """Seeded from the session seed and the test's id: one test replays alone."""
+    seed = request.config.stash[_SEED]
+    return np.random.default_rng([seed, zlib.crc32(request.node.nodeid.encode())])
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Service:
+    """A real `kv-reco serve` process with this environment: ``url`` while it runs,
+    ``output`` (its stdout and stderr) once ``stop`` has returned."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.output = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Service:
+        self.proc = subprocess.Popen(
+            [KV, "serve", "--port", self.url.rsplit(":", 1)[1]],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, f"serve exited:\n{self.proc.communicate()[0]}"
+            time.sleep(0.2)
+        self.proc.kill()
+        pytest.fail(f"serve did not become ready:\n{self.proc.communicate()[0]}")
+
+    def stop(self, *, timeout_s: float = 30) -> int:
+        """SIGTERM, then wait for the exit; its return code (-15: uvicorn re-raised SIGTERM)."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            self.output = self.proc.communicate(timeout=timeout_s)[0]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output = self.proc.communicate()[0]
+            raise
+        return self.proc.returncode
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.stop()
 
 
 @contextlib.contextmanager
@@ -113,32 +273,9 @@ def serving(env: dict[str, str]) -> Iterator[str]:
     On the way out it asserts that the service logged its use of the local
     development key (tests leave KV_JWT_SECRET out, as `make run` does).
     """
-    port = free_port()
-    proc = subprocess.Popen(
-        [KV, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            proc.kill()
-            pytest.fail(f"serve did not become ready:\n{proc.communicate()[0]}")
-        yield url
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-    assert "using the local development JWT key" in output, output[-2000:]
+    with Service(env) as service:
+        yield service.url
+    assert "using the local development JWT key" in service.output, service.output[-2000:]
 
 
 def service_env(keyspace: str, state_dir: Path, **extra: str) -> dict[str, str]:
@@ -156,3 +293,10 @@ def served(
     env = service_env(settings.keyspace, tmp_path_factory.mktemp("dev"))
     with serving(env) as url:
         yield url, env
+
+
+@pytest.fixture(scope="session")
+def served_headers(served: tuple[str, dict[str, str]]) -> dict[str, str]:
+    """A creator token that `served` accepts: signed with its local dev key."""
+    dev = Settings(state_dir=Path(served[1]["KV_STATE_DIR"]))
+    return {"Authorization": f"Bearer {token_for(dev, CREATOR)}"}

@@ -7,9 +7,11 @@ once per token, not once per vector.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +32,14 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._algorithm = settings.jwt_algorithm.value
         self._key: Any = _verification_key(settings)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_s
         self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._clock = clock  # for remembered tokens; tests pass their own
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer …`` header, or Unauthenticated."""
@@ -47,8 +50,12 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("the Authorization header must be 'Bearer <JWT>'")
         cached = self._cache.get(token)
-        if cached is not None and cached.expires_at + self._leeway > time.time():
-            return cached
+        if cached is not None:
+            if cached.expires_at + self._leeway > self._clock():
+                return cached
+            # Its signature was good; only its time ran out.
+            del self._cache[token]
+            raise Unauthenticated("the token has expired")
         principal = self._verify(token)
         self._cache[token] = principal
         if len(self._cache) > _CACHE_SIZE:
@@ -114,12 +121,13 @@ def mint_token(
     settings: Settings, *, roles: list[str], subject: str | None = None, ttl_s: int = 3600
 ) -> str:
     """A signed token for local use and tests; a negative ``ttl_s`` mints an expired one."""
-    now = int(time.time())
+    now = time.time()
     claims: dict[str, Any] = {
         "sub": subject or str(uuid.uuid4()),
         "roles": roles,
-        "iat": now,
-        "exp": now + ttl_s,
+        "iat": int(now),
+        # Rounded up: a token is good for at least ttl_s seconds, never less.
+        "exp": math.ceil(now + ttl_s),
     }
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer

@@ -216,7 +216,9 @@ class AsyncRecoClient:
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
         retry_after = exc.retry_after_s if isinstance(exc, _TryAgain) else 0.0
-        return max(backoff, retry_after)
+        wait = max(backoff, retry_after)
+        log.info("%s; sending again in %.2f s (Retry-After: %g s)", exc, wait, retry_after)
+        return wait
 
     async def ingest_many(
         self,

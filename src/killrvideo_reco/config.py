@@ -6,9 +6,9 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -24,6 +24,26 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback) / "kv-reco"
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+]
+Consistency = Annotated[
+    Literal[
+        "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM",
+        "LOCAL_ONE", "SERIAL", "LOCAL_SERIAL",
+    ],
+    BeforeValidator(_upper),
+]  # fmt: skip
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KV_", frozen=True, extra="ignore")
 
@@ -35,7 +55,12 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1, le=10_000)] = 500
     max_batch_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
     retry_after_s: Annotated[int, Field(ge=1)] = 1
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
+    # text for a terminal (`make run`), json for a log pipeline: one object a line.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    # On SIGTERM: how long in-flight requests may take to finish before the
+    # process exits anyway. Keep it under the orchestrator's grace period.
+    shutdown_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
 
     # Cassandra
     contact_points: str = "127.0.0.1"
@@ -45,7 +70,7 @@ class Settings(BaseSettings):
     # content_features, or a model migration's new column (README).
     vector_column: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = "content_features"
     keyspace: str = Field(default="killrvideo", pattern=r"^[a-z][a-z0-9_]{0,47}$")
-    consistency: str = "LOCAL_QUORUM"
+    consistency: Consistency = "LOCAL_QUORUM"
     request_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # Writes in flight to Cassandra per process. A node indexes only a few
@@ -132,7 +157,43 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
+    """Settings from the environment; ConfigError with one line naming each bad variable."""
     try:
         return Settings()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for a failed validation: each variable, what is wrong, what it got."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across variables: its message names them
+            problems.append(message)
+            continue
+        name = f"KV_{str(error['loc'][0]).upper()}"
+        # Never echo a secret back into a log.
+        shown = "" if name in SECRET_VARIABLES else f" (got {error['input']!r})"
+        problems.append(f"{name}: {message}{shown}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+SECRET_VARIABLES = frozenset({"KV_JWT_SECRET", "KV_API_TOKEN"})
+
+
+def shown(settings: Settings) -> list[tuple[str, str, bool]]:
+    """Every setting in force as (variable, value, from the environment?), secrets masked."""
+    rows = []
+    for field, value in settings.model_dump().items():
+        name = f"KV_{field.upper()}"
+        if value is None:
+            text = ""
+        elif name in SECRET_VARIABLES:
+            text = "********"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value.value if isinstance(value, StrEnum) else value)
+        rows.append((name, text, name in os.environ))
+    return rows

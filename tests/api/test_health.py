@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from killrvideo_reco.api import create_app
@@ -13,7 +13,7 @@ from killrvideo_reco.domain.vectors import Similarity
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
-from ..conftest import DIM
+from ..conftest import DIM, scratch_keyspace
 
 
 def test_healthz(client: TestClient) -> None:
@@ -34,7 +34,7 @@ def test_readyz_reports_the_live_schema(client: TestClient) -> None:
 def test_without_schema_the_service_is_not_ready_until_it_is_applied(
     settings: Settings, creator_headers: dict[str, str]
 ) -> None:
-    fresh = settings.model_copy(update={"keyspace": f"kv_late_{secrets.token_hex(4)}"})
+    fresh = settings.model_copy(update={"keyspace": scratch_keyspace("late")})
     store = CassandraStore.open(fresh)
     try:
         with TestClient(create_app(fresh)) as client:
@@ -83,15 +83,29 @@ def test_a_cassandra_timeout_is_503_with_retry_after_and_counted(
     # (OperationTimedOut) against the real node.
     hasty = settings.model_copy(update={"request_timeout_s": 1e-6, "retry_after_s": 7})
     with TestClient(create_app(hasty)) as client:
+        before = scraped(client)
         body = {"videoId": str(video.videoid), "vector": [0.1] * DIM}
         response = client.post("/api/v1/reco/ingest", json=body, headers=creator_headers)
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "7"
         assert response.json()["status"] == "failed"
         assert "Cassandra is unavailable (OperationTimedOut)" in response.json()["message"]
-        metrics = client.get("/metrics").text
-        assert 'kv_reco_cassandra_errors_total{kind="OperationTimedOut"}' in metrics
-        assert 'kv_reco_ingest_requests_total{status="503"}' in metrics
+        after = scraped(client)
+    # Counted once each, by this request: earlier tests made the same labels.
+    errors = 'kv_reco_cassandra_errors_total{kind="OperationTimedOut"}'
+    refusals = 'kv_reco_ingests_total{outcome="unavailable",reason="OperationTimedOut"}'
+    assert after[errors] == before.get(errors, 0) + 1
+    assert after[refusals] == before.get(refusals, 0) + 1
+
+
+def scraped(client: TestClient) -> dict[str, float]:
+    """The /metrics page as {'name{labels}': value}."""
+    samples = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def test_openapi_documents_every_response_of_the_endpoint(client: TestClient) -> None:
@@ -114,12 +128,14 @@ def test_openapi_documents_every_response_of_the_endpoint(client: TestClient) ->
 
 
 async def test_overload_is_503_with_retry_after_never_500(
-    settings: Settings, store: CassandraStore, creator_headers: dict[str, str]
+    settings: Settings,
+    store: CassandraStore,
+    creator_headers: dict[str, str],
+    rng: np.random.Generator,
 ) -> None:
     import asyncio
 
     import httpx2
-    import numpy as np
 
     tight = settings.model_copy(
         update={"max_in_flight": 1, "queue_timeout_ms": 0, "retry_after_s": 2}
@@ -127,7 +143,6 @@ async def test_overload_is_503_with_retry_after_never_500(
     app = create_app(tight)
     videos = [Video(name=f"crowd {i}") for i in range(10)]
     store.videos.insert(videos)
-    rng = np.random.default_rng()
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://kv") as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from killrvideo_reco.domain.vectors import Similarity, pack_vector
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
-from ..conftest import KV
+from ..conftest import KV, scratch_keyspace
 
 DIM = 16
 N = 60
@@ -26,7 +25,7 @@ N = 60
 @pytest.fixture(scope="module")
 def catalogue(settings: Settings) -> Iterator[tuple[Settings, list[Video], np.ndarray, Video]]:
     """A small catalogue with known vectors, and one video without a vector."""
-    local = settings.model_copy(update={"keyspace": f"kv_related_{secrets.token_hex(4)}"})
+    local = settings.model_copy(update={"keyspace": scratch_keyspace("related")})
     store = CassandraStore.open(local)
     try:
         spec = store.schema.apply(dimension=DIM, similarity=Similarity.COSINE, replication_factor=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from killrvideo_reco.embedding import Embedder
 from killrvideo_reco.storage import CassandraStore
 
 from ..catalogue import write_catalogue
-from ..conftest import KV, service_env, serving
+from ..conftest import KV, scratch_keyspace, service_env, serving
 
 Served = tuple[str, dict[str, str]]
 
@@ -34,7 +33,7 @@ def catalogue_384(
     node: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[CassandraStore, str, dict[str, str]]]:
     """A fresh 384-dim keyspace and a service on it."""
-    settings = Settings(keyspace=f"kv_test_384_{secrets.token_hex(3)}")
+    settings = Settings(keyspace=scratch_keyspace("384"))
     store = CassandraStore.open(settings)
     store.schema.apply(dimension=384, similarity=Similarity.COSINE, replication_factor=1)
     store.load_schema()

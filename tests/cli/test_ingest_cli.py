@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
 from ..conftest import DIM, KV
+from ..gate import GatedProxy
 
 Served = tuple[str, dict[str, str]]
 
@@ -84,19 +84,36 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     )
     checkpoint = tmp_path / "big.jsonl.checkpoint"
     url, env = served
-    args = [KV, "ingest", str(file), "--url", url, "--batch-size", "4", "--concurrency", "1"]
-    first = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if checkpoint.exists() and json.loads(checkpoint.read_text())["done"] >= 40:
-            break
-        time.sleep(0.05)
-    first.send_signal(signal.SIGINT)
-    stderr = first.communicate(timeout=60)[1]
+    # The proxy lets 10 batches of 4 through and holds the 11th: the run is
+    # stopped at exactly 40 records, however fast the service is.
+    with GatedProxy(url, open_for=10, path="/api/v1/reco/ingest/batch") as gate:
+        args = [
+            KV,
+            "ingest",
+            str(file),
+            "--url",
+            gate.url,
+            "--batch-size",
+            "4",
+            "--concurrency",
+            "1",
+        ]
+        first = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+
+        def saved() -> int:
+            return int(json.loads(checkpoint.read_text())["done"]) if checkpoint.exists() else 0
+
+        try:
+            gate.wait_for(lambda: gate.held and saved() == 40, what="the 11th batch")
+            first.send_signal(signal.SIGINT)
+        finally:
+            if gate.held == 0:  # something else went wrong: do not leave it running
+                first.kill()
+            stderr = first.communicate(timeout=60)[1]
     assert first.returncode == 130, stderr
     assert "run the same command to resume" in stderr
     done_before = json.loads(checkpoint.read_text())["done"]
-    assert 40 <= done_before < count
+    assert done_before == 40
     assert stored(store, videos[0]) == vectors[0].tolist()
     assert stored(store, videos[-1]) is None  # the tail was never sent
 

@@ -6,7 +6,6 @@ Related-videos queries are answered at every step.
 from __future__ import annotations
 
 import csv
-import secrets
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from killrvideo_reco.domain.videos import parse_catalogue_row
 from killrvideo_reco.storage import CassandraStore
 
 from ..catalogue import write_catalogue
-from ..conftest import KV, service_env, serving
+from ..conftest import KV, scratch_keyspace, service_env, serving
 
 NEW = "content_features_384"
 
@@ -39,7 +38,7 @@ def related(url: str, video_id: uuid.UUID) -> list[dict[str, object]]:
 def test_moving_the_catalogue_to_a_new_model_and_dimension(
     node: str, tmp_path: Path, rng: np.random.Generator
 ) -> None:
-    settings = Settings(keyspace=f"kv_test_mig_{secrets.token_hex(3)}")
+    settings = Settings(keyspace=scratch_keyspace("mig"))
     store = CassandraStore.open(settings)
     try:
         store.schema.apply(dimension=1536, similarity=Similarity.COSINE, replication_factor=1)

@@ -1,6 +1,5 @@
 """Schema apply and the SAI vector index on the real node."""
 
-import secrets
 import subprocess
 
 import numpy as np
@@ -12,14 +11,12 @@ from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.errors import SchemaMismatch, SchemaNotReady
 from killrvideo_reco.storage import CassandraStore
 
-from ..conftest import KV
+from ..conftest import KV, scratch_keyspace
 
 
 @pytest.fixture
 def scratch(settings: Settings):  # type: ignore[no-untyped-def]
-    scratch_settings = settings.model_copy(
-        update={"keyspace": f"kv_scratch_{secrets.token_hex(4)}"}
-    )
+    scratch_settings = settings.model_copy(update={"keyspace": scratch_keyspace("scratch")})
     store = CassandraStore.open(scratch_settings)
     yield store
     store.schema.execute(f"DROP KEYSPACE IF EXISTS {scratch_settings.keyspace}")
@@ -88,7 +85,7 @@ async def test_ann_query_returns_the_nearest_vectors(scratch: CassandraStore) ->
 
 def test_cli_schema_apply_says_what_differs(settings: Settings) -> None:
     env = {
-        "KV_KEYSPACE": f"kv_cli_{secrets.token_hex(4)}",
+        "KV_KEYSPACE": scratch_keyspace("cli"),
         "KV_STATE_DIR": str(settings.state_dir),
         "PATH": "/usr/bin:/bin",
     }

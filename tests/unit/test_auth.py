@@ -61,14 +61,25 @@ def test_expired_tokens_are_refused(tmp_path: Path) -> None:
         TokenVerifier(s).authenticate(bearer(mint_token(s, roles=[CREATOR], ttl_s=-5)))
 
 
-def test_a_cached_token_stops_working_when_it_expires(tmp_path: Path) -> None:
-    s = hs_settings(tmp_path)
-    verifier = TokenVerifier(s)
-    token = mint_token(s, roles=[CREATOR], ttl_s=1)
+@pytest.mark.parametrize("leeway", [0, 30])
+def test_a_cached_token_stops_working_when_it_expires(tmp_path: Path, leeway: int) -> None:
+    s = hs_settings(tmp_path, jwt_leeway_s=leeway)
+    now = [time.time()]
+    verifier = TokenVerifier(s, clock=lambda: now[0])
+    token = mint_token(s, roles=[CREATOR], ttl_s=600)
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     verifier.authenticate(bearer(token))
-    time.sleep(2.1)
+    now[0] = expires + leeway - 1  # still good, from the cache
+    assert CREATOR in verifier.authenticate(bearer(token)).roles
+    now[0] = expires + leeway
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.authenticate(bearer(token))
+
+
+def test_a_minted_token_lives_at_least_its_ttl(tmp_path: Path) -> None:
+    before = time.time()
+    token = mint_token(hs_settings(tmp_path), roles=[CREATOR], ttl_s=1)
+    assert jwt.decode(token, options={"verify_signature": False})["exp"] >= before + 1
 
 
 def test_forged_tokens_are_refused(tmp_path: Path) -> None:

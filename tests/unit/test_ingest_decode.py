@@ -96,17 +96,35 @@ json_scalars = st.one_of(
 )
 
 
-@given(st.lists(json_scalars, min_size=1, max_size=5))
-def test_any_vector_is_either_accepted_or_refused_with_a_request_error(items: list[object]) -> None:
-    raw = msgspec.json.encode({"videoId": VID, "vector": items})
-    numbers = [i for i in items if isinstance(i, int | float) and not isinstance(i, bool)]
+def as_float32(item: object) -> np.float32 | None:
+    """The value as the spec reads it (float32), or None for a non-number."""
+    if not isinstance(item, int | float) or isinstance(item, bool):
+        return None
     try:
-        command = decode_ingest(raw, SPEC)
-    except InvalidRequest:
+        wide = float(item)
+    except OverflowError:
+        return np.float32(np.inf)
+    with np.errstate(over="ignore"):
+        return np.float32(wide)
+
+
+@given(st.lists(json_scalars, min_size=1, max_size=5))
+def test_any_vector_is_accepted_exactly_when_the_rules_allow(items: list[object]) -> None:
+    raw = msgspec.json.encode({"videoId": VID, "vector": items})
+    values = [as_float32(i) for i in items]
+    # The spec's rules for vector<float, 3> under cosine, restated: three
+    # numbers, each within 1e17 as float32, not all within 1e-6 of zero.
+    valid = (
+        len(values) == 3
+        and all(v is not None and abs(v) <= np.float32(1e17) for v in values)
+        and any(v is not None and abs(v) > 1e-6 for v in values)
+    )
+    if not valid:
+        with pytest.raises(InvalidRequest):
+            decode_ingest(raw, SPEC)
         return
-    # Accepted only when it was exactly three numbers, not all near zero.
-    assert len(items) == len(numbers) == 3
-    assert len(command.vector) == 12
+    command = decode_ingest(raw, SPEC)  # a valid vector wrongly refused fails here
+    assert command.vector == np.array(values, dtype=">f4").tobytes()
 
 
 def b64(values: list[float], order: str = "<") -> str:

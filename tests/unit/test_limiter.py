@@ -18,23 +18,46 @@ async def hold(
         await release.wait()
 
 
-def test_a_waiter_beyond_the_bound_is_refused_after_the_timeout() -> None:
-    async def main() -> float:
+def test_a_waiter_beyond_the_bound_waits_then_is_refused() -> None:
+    async def main() -> None:
         limiter = InFlightLimiter(limit=1, timeout_s=0.05)
-        loop = asyncio.get_running_loop()
         async with limiter:
-            t0 = loop.time()
+            waiter = asyncio.create_task(hold(limiter, [], "b", asyncio.Event()))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            # Queued, not refused at once: the refusal waits for the timer.
+            assert not waiter.done() and limiter.waiting == 1
             with pytest.raises(StorageUnavailable) as refused:
-                async with limiter:
-                    pass
-            waited = loop.time() - t0
+                await waiter
             assert refused.value.kind == "Overloaded"
+            assert "none finished within 50 ms" in refused.value.message
             assert limiter.waiting == 0
-        async with limiter:  # the slot came back
-            pass
-        return waited
+        async with asyncio.timeout(1):
+            async with limiter:  # the slot came back
+                pass
 
-    assert 0.04 <= asyncio.run(main()) < 0.5
+    asyncio.run(main())
+
+
+def test_a_waiter_gets_a_slot_freed_before_its_timeout() -> None:
+    async def main() -> list[str]:
+        limiter = InFlightLimiter(limit=1, timeout_s=60)
+        started: list[str] = []
+        gate = asyncio.Event()
+        first = asyncio.create_task(hold(limiter, started, "a", gate))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(hold(limiter, started, "b", asyncio.Event()))
+        await asyncio.sleep(0)
+        assert limiter.waiting == 1
+        gate.set()
+        await first
+        async with asyncio.timeout(1):  # far sooner than the 60 s timeout
+            while not started[1:]:
+                await asyncio.sleep(0)
+        second.cancel()
+        return started
+
+    assert asyncio.run(main()) == ["a", "b"]
 
 
 def test_zero_timeout_refuses_at_once() -> None:
@@ -58,9 +81,11 @@ def test_a_freed_slot_goes_to_the_newest_waiter() -> None:
             tasks.append(asyncio.create_task(hold(limiter, started, name, gates[name])))
             await asyncio.sleep(0)
         assert started == ["a"] and limiter.waiting == 3
-        for name in "adcb":  # each holder in turn lets go
+        for count, name in enumerate("adcb", 2):  # each holder in turn lets go
             gates[name].set()
-            await asyncio.sleep(0.01)
+            async with asyncio.timeout(1):  # until the next one starts
+                while len(started) < min(count, 4):
+                    await asyncio.sleep(0)
         await asyncio.gather(*tasks)
         return started
 

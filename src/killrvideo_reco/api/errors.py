@@ -15,10 +15,12 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Scope
 
-from ..errors import RecoError, StorageUnavailable
-from .metrics import CASSANDRA_ERRORS
+from ..errors import RecoError
+from .front import note
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.encode
@@ -39,14 +41,16 @@ def failure(
     )
 
 
-def reco_error_response(exc: RecoError, *, method: str, path: str, retry_after_s: int) -> Response:
-    """Our exception in the spec's failure shape; a 503 is counted, logged, gets Retry-After."""
-    headers = None
-    if exc.status_code == 503:
-        headers = {"Retry-After": str(retry_after_s)}
-        kind = exc.kind if isinstance(exc, StorageUnavailable) else type(exc).__name__
-        CASSANDRA_ERRORS.labels(kind).inc()
-        log.warning("503 for %s %s: %s", method, path, exc.message)
+def reco_error_response(exc: RecoError, *, scope: Scope, retry_after_s: int) -> Response:
+    """Our exception in the spec's failure shape; a 503 gets Retry-After.
+
+    The request's log line (api/front.py) gets the message as its reason.
+    """
+    noted = note(scope)
+    noted.reason = exc.message
+    if exc.video_id is not None:
+        noted.video_id = exc.video_id
+    headers = {"Retry-After": str(retry_after_s)} if exc.status_code == 503 else None
     return failure(exc.status_code, exc.message, video_id=exc.video_id, headers=headers)
 
 
@@ -54,19 +58,25 @@ def install(app: FastAPI, *, retry_after_s: int) -> None:
 
     async def on_reco_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RecoError)
-        return reco_error_response(
-            exc, method=request.method, path=request.url.path, retry_after_s=retry_after_s
-        )
+        return reco_error_response(exc, scope=request.scope, retry_after_s=retry_after_s)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        note(request.scope).reason = str(exc.detail)
         return failure(exc.status_code, str(exc.detail), headers=exc.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return failure(422, "; ".join(str(e.get("msg", e)) for e in exc.errors()))
+        message = "; ".join(str(e.get("msg", e)) for e in exc.errors())
+        note(request.scope).reason = message
+        return failure(422, message)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):
+            # The client's choice, not our bug: no traceback. Nobody reads the
+            # answer; 499 (nginx's "client closed request") is for the log line.
+            note(request.scope).reason = "the client disconnected"
+            return failure(499, "the client disconnected")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return failure(500, "internal error")
 

@@ -13,10 +13,11 @@ from ..errors import RecoError
 
 
 def get_settings() -> Settings:
+    """The settings, or one line naming the bad variable and exit status 2 (a usage error)."""
     try:
         return load_settings()
     except RecoError as exc:
-        fail(exc.message)
+        fail(exc.message, code=2)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +27,8 @@ videos_app = typer.Typer(no_args_is_help=True, help="Video rows (normally made b
 app.add_typer(cassandra_app, name="cassandra")
 app.add_typer(schema_app, name="schema")
 app.add_typer(videos_app, name="videos")
+config_app = typer.Typer(no_args_is_help=True, help="The settings in force (KV_* variables).")
+app.add_typer(config_app, name="config")
 
 
 def _cluster(settings: Settings, nodes: int) -> DevCluster:
@@ -231,6 +231,22 @@ def _insert(settings: Settings, videos: list[Video]) -> int:
         store.close()
 
 
+@config_app.command("show")
+def config_show() -> None:
+    """Print every setting in force, as KV_NAME=value, secrets masked."""
+    import os
+
+    from ..config import shown
+
+    rows = shown(get_settings())
+    if "KV_API_TOKEN" in os.environ:  # the pipeline commands' token, not a service setting
+        rows.append(("KV_API_TOKEN", "********", True))
+    width = max(len(name) + len(value) for name, value, _ in rows) + 1
+    for name, value, from_env in rows:
+        line = f"{name}={value}"
+        typer.echo(f"{line:<{width}}  # {'environment' if from_env else 'default'}")
+
+
 @app.command("token")
 def token(
     role: Annotated[list[str], typer.Option(help="Role to grant; repeat for several")],
@@ -285,12 +301,10 @@ def serve(
     """Serve the HTTP API."""
     import uvicorn
 
+    from ..logs import configure
+
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
         "killrvideo_reco.api.app:app_from_env",
         factory=True,
@@ -299,8 +313,11 @@ def serve(
         workers=workers,
         loop="uvloop",
         http="httptools",
-        access_log=False,  # one log line per vector would cost more than the ingest
+        access_log=False,  # ours is api/front.py: one line per request, with its request id
+        log_config=None,  # keep logs.configure's format for uvicorn's own lines
         log_level=settings.log_level.lower(),
+        # On SIGTERM: stop accepting, let in-flight requests finish, then cancel them.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 

@@ -19,16 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 
 from ..errors import StorageUnavailable
 from ._futures import expire
 
 
+def _ignore(seconds: float) -> None:
+    pass
+
+
 class InFlightLimiter:
-    def __init__(self, *, limit: int, timeout_s: float) -> None:
+    def __init__(
+        self, *, limit: int, timeout_s: float, on_wait: Callable[[float], None] = _ignore
+    ) -> None:
+        """``on_wait(seconds)`` hears how long each entry waited for its slot (0.0: none)."""
         self.limit = limit
         self._timeout_s = timeout_s
+        self.on_wait = on_wait
         self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -36,6 +45,10 @@ class InFlightLimiter:
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def in_use(self) -> int:
+        return self.limit - self._free
 
     async def __aenter__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -45,13 +58,16 @@ class InFlightLimiter:
             self._loop, self._free, self._waiters = loop, self.limit, deque()
         if self._free > 0:  # the common case: no future, no timer
             self._free -= 1
+            self.on_wait(0.0)
             return
         if self._timeout_s > 0:
             slot = loop.create_future()
             self._waiters.append(slot)
+            queued = loop.time()
             timer = loop.call_later(self._timeout_s, expire, slot)
             try:
                 await slot
+                self.on_wait(loop.time() - queued)
                 return
             except TimeoutError:
                 _discard(self._waiters, slot)

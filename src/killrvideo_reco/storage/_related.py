@@ -11,6 +11,7 @@ from ..domain.related import RelatedVideo, best_related, candidate_count
 from ..domain.vectors import VectorSpec
 from ..errors import SchemaNotReady, VideoNotFound
 from . import _driver, schema
+from ._observe import StoreObserver, Unobserved, observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class RelatedReader:
         self._consistency = _driver.consistency(settings.related_consistency)
         self._overfetch = settings.related_overfetch
         self._statements: _Statements | None = None
+        self.observer: StoreObserver = Unobserved()
 
     def prepare(self, spec: VectorSpec) -> None:
         """Prepare the reads; the column must carry its vector index."""
@@ -61,15 +63,21 @@ class RelatedReader:
         statements = self._statements
         if statements is None:
             raise SchemaNotReady("the vector index is not loaded yet: run `kv-reco schema apply`")
-        rows = await _driver.run_async(self._session, statements.read_vector.bind((video_id,)))
+        rows = await observed(
+            self.observer,
+            "read_vector",
+            _driver.run_async(self._session, statements.read_vector.bind((video_id,))),
+        )
         if not rows:
             raise VideoNotFound(f"video {video_id} does not exist")
         vector = rows[0][0]
         if vector is None:
             return []
         wanted = candidate_count(limit, overfetch or self._overfetch)
-        found = await _driver.run_async(
-            self._session, statements.nearest.bind((vector, vector, wanted))
+        found = await observed(
+            self.observer,
+            "nearest",
+            _driver.run_async(self._session, statements.nearest.bind((vector, vector, wanted))),
         )
         return best_related(
             (

@@ -12,6 +12,7 @@ from ..errors import SchemaNotReady, VideoNotFound
 from . import _driver, schema
 from ._codec import bind_packed_vectors
 from ._limiter import InFlightLimiter
+from ._observe import StoreObserver, Unobserved, observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,22 @@ class VectorWriter:
         self._limiter = InFlightLimiter(
             limit=settings.max_in_flight, timeout_s=settings.queue_timeout_ms / 1000
         )
+        self._observer: StoreObserver = Unobserved()
+
+    def observe(self, observer: StoreObserver) -> None:
+        """Report statement times, failures and slot waits to ``observer`` from now on."""
+        self._observer = observer
+        self._limiter.on_wait = observer.slot_waited
+
+    @property
+    def in_flight(self) -> int:
+        """Ingest writes holding a slot now."""
+        return self._limiter.in_use
+
+    @property
+    def waiting(self) -> int:
+        """Ingest writes waiting for a slot now."""
+        return self._limiter.waiting
 
     def prepare(self, spec: VectorSpec) -> None:
         """Prepare the writes for the live vector shape ``spec``."""
@@ -111,12 +128,15 @@ class VectorWriter:
     ) -> bool:
         """Write the vector; True when the video existed."""
         if timestamp_us is None:
-            rows = await self._run(statements.set_features, (vector, video_id))
+            rows = await self._run("set_features", statements.set_features, (vector, video_id))
             return bool(rows[0][0])  # [applied]
-        if not await self._run(statements.exists, (video_id,)):
+        if not await self._run("exists", statements.exists, (video_id,)):
             return False
-        await self._run(statements.set_features_at, (timestamp_us, vector, video_id))
+        await self._run(
+            "set_features_at", statements.set_features_at, (timestamp_us, vector, video_id)
+        )
         return True
 
-    def _run(self, statement: Any, values: tuple[Any, ...]) -> Any:
-        return _driver.run_async(self._session, statement.bind(values))
+    async def _run(self, name: str, statement: Any, values: tuple[Any, ...]) -> Any:
+        pending = _driver.run_async(self._session, statement.bind(values))
+        return await observed(self._observer, name, pending)

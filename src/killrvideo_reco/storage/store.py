@@ -22,6 +22,7 @@ from typing import Any, Self
 from ..config import Settings
 from ..domain.vectors import VectorSpec
 from . import _driver
+from ._observe import StoreObserver
 from ._related import RelatedReader
 from ._videos import VideoRows
 from ._writer import VectorWriter
@@ -54,6 +55,21 @@ class CassandraStore:
 
     def close(self) -> None:
         self._cluster.shutdown()
+
+    def observe(self, observer: StoreObserver) -> None:
+        """Report statement times, failures and slot waits to ``observer`` from now on."""
+        self.writer.observe(observer)
+        self.related.observer = observer
+
+    @property
+    def in_flight(self) -> int:
+        """Ingest writes holding a slot now."""
+        return self.writer.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Ingest writes waiting for a slot now."""
+        return self.writer.waiting
 
     def __enter__(self) -> Self:
         return self

@@ -17,8 +17,10 @@ from ...domain.vectors import VectorSpec
 from ...errors import PayloadTooLarge, RecoError, SchemaNotReady, UnsupportedMediaType
 from ..deps import Services, services
 from ..errors import reco_error_response
-from ..metrics import ACCEPTED_SECONDS, INGESTS
+from ..front import note
+from ..metrics import ACCEPTED_SECONDS, count_accepted, count_refused
 from ..schemas import BatchRequest, BatchResult, IngestAccepted, IngestRequest, failure_doc
+from .docs import REQUIRES_TOKEN
 
 router = APIRouter()
 # What both endpoints answer alike, before any item is looked at.
@@ -97,32 +99,31 @@ async def _authorized_body(
         503: failure_doc("Cassandra is unavailable, slow or overloaded; retry after Retry-After"),
     },
     openapi_extra={
+        **REQUIRES_TOKEN,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": IngestRequest.model_json_schema()}},
-        }
+        },
     },
 )
 async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
     started = time.perf_counter()
+    noted = note(request.scope)
     try:
         body, spec = await _authorized_body(request, svc, limit=svc.settings.max_body_bytes)
         # Admit before decoding: a request refused for overload costs next to nothing.
         async with svc.store.writer.admission():
             command = decode_ingest(body, spec)
+            noted.video_id = video_id = str(command.video_id)  # for the log line, 404 included
             await svc.store.writer.set_content_features(
                 command.video_id, command.vector, admitted=True
             )
     except RecoError as exc:
-        INGESTS.labels(exc.status_code).inc()
+        count_refused(exc)
         raise
-    INGESTS.labels(202).inc()
+    count_accepted()
     ACCEPTED_SECONDS.observe(time.perf_counter() - started)
-    payload = {
-        "videoId": str(command.video_id),
-        "status": "accepted",
-        "message": _ACCEPTED_MESSAGE,
-    }
+    payload = {"videoId": video_id, "status": "accepted", "message": _ACCEPTED_MESSAGE}
     return Response(_encode(payload), status_code=202, media_type="application/json")
 
 
@@ -146,10 +147,11 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
         503: failure_doc("The schema is not loaded; retry after Retry-After"),
     },
     openapi_extra={
+        **REQUIRES_TOKEN,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
-        }
+        },
     },
 )
 async def ingest_batch(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
@@ -181,8 +183,8 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
     await asyncio.gather(*(worker() for _ in range(workers)))
     items = []
     for item, error in zip(batch.items, results, strict=True):
-        INGESTS.labels(202 if error is None else error.status_code).inc()
         if error is None:
+            count_accepted()
             assert isinstance(item, IngestCommand)
             items.append(
                 {
@@ -193,6 +195,7 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
                 }
             )
         else:
+            count_refused(error)
             entry: dict[str, object] = {
                 "status": "failed",
                 "code": error.status_code,
@@ -202,13 +205,20 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
                 entry = {"videoId": error.video_id, **entry}
             items.append(entry)
     failed = sum(error is not None for error in results)
+    if failed:
+        note(request.scope).reason = f"{failed} of {len(items)} items failed"
     payload = {
         "status": "completed",
         "accepted": len(items) - failed,
         "failed": failed,
         "items": items,
     }
-    return Response(_encode(payload), status_code=200, media_type="application/json")
+    # Items that got 503 are to be sent again: say when, as a whole-request 503 would.
+    retry = any(error is not None and error.status_code == 503 for error in results)
+    headers = {"Retry-After": str(svc.settings.retry_after_s)} if retry else None
+    return Response(
+        _encode(payload), status_code=200, headers=headers, media_type="application/json"
+    )
 
 
 class IngestShortcut:
@@ -228,10 +238,11 @@ class IngestShortcut:
             await self.app(scope, receive, send)
             return
         svc: Services = scope["app"].state.services
+        note(scope).route = PATH
         try:
             response = await ingest(Request(scope, receive), svc)
         except RecoError as exc:
             response = reco_error_response(
-                exc, method="POST", path=PATH, retry_after_s=svc.settings.retry_after_s
+                exc, scope=scope, retry_after_s=svc.settings.retry_after_s
             )
         await response(scope, receive, send)

@@ -12,6 +12,7 @@ from ...domain.ingest import parse_video_id
 from ...domain.related import DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, check_limit
 from ..deps import Services, services
 from ..schemas import RelatedItem, failure_doc
+from .docs import TOKEN_OPTIONAL
 
 router = APIRouter()
 _encode = msgspec.json.encode
@@ -24,6 +25,7 @@ _DOC = {
         "when sent, must be valid. A video without an embedding yet gets an empty list."
     ),
     "response_model": list[RelatedItem],
+    "openapi_extra": TOKEN_OPTIONAL,
     "responses": {
         401: failure_doc("A bearer token was sent and is invalid"),
         404: failure_doc("No video with this id"),

@@ -1,0 +1,81 @@
+"""Settings: refused values name their variable; the README's table lists every one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from killrvideo_reco.config import Settings, load_settings, shown
+from killrvideo_reco.errors import ConfigError
+
+README = Path(__file__).parents[2] / "README.md"
+# Read by the command line, not by the service's Settings.
+CLI_ONLY = {"KV_API_TOKEN"}
+
+
+def readme_table_variables() -> set[str]:
+    text = README.read_text()
+    section = text[
+        text.index("\n## Configuration") : text.index("\n## ", text.index("\n## Configuration") + 1)
+    ]
+    rows = [line for line in section.splitlines() if line.startswith("| `KV_")]
+    return {name for row in rows for name in re.findall(r"`(KV_[A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_the_readme_table_lists_every_setting_and_nothing_else() -> None:
+    settings = {f"KV_{name.upper()}" for name in Settings.model_fields}
+    documented = readme_table_variables()
+    assert settings - documented == set(), "missing from the README's Configuration table"
+    assert documented - settings - CLI_ONLY == set(), "in the README table but not a setting"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("KV_PORT", "eighty", "KV_PORT: Input should be a valid integer"),
+        ("KV_MAX_IN_FLIGHT", "0", "KV_MAX_IN_FLIGHT: Input should be greater than or equal to 1"),
+        ("KV_LOG_FORMAT", "xml", "KV_LOG_FORMAT: Input should be 'text' or 'json'"),
+        ("KV_LOG_LEVEL", "chatty", "KV_LOG_LEVEL: Input should be 'DEBUG'"),
+        ("KV_CONSISTENCY", "MOST", "KV_CONSISTENCY: Input should be 'ANY'"),
+        ("KV_JWT_SECRET", "too-short-secret", "KV_JWT_SECRET must be at least 32 characters"),
+    ],
+)
+def test_an_invalid_value_is_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert said in refused.value.message
+    assert "\n" not in refused.value.message
+
+
+def test_a_refused_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KV_JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("KV_JWT_ALGORITHM", "RS256")  # needs a public key: refused
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "x" * 40 not in refused.value.message
+
+
+def test_levels_and_formats_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KV_LOG_LEVEL", "debug")
+    monkeypatch.setenv("KV_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("KV_CONSISTENCY", "local_one")
+    s = load_settings()
+    assert (s.log_level, s.log_format, s.consistency) == ("DEBUG", "json", "LOCAL_ONE")
+
+
+def test_shown_settings_mask_secrets_and_say_where_they_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KV_JWT_SECRET", "k" * 40)
+    monkeypatch.setenv("KV_PORT", "9001")
+    rows = {name: (value, from_env) for name, value, from_env in shown(load_settings())}
+    assert set(rows) == {f"KV_{name.upper()}" for name in Settings.model_fields}
+    assert rows["KV_JWT_SECRET"] == ("********", True)
+    assert rows["KV_PORT"] == ("9001", True)
+    assert rows["KV_HOST"] == ("127.0.0.1", False)
+    assert rows["KV_CASSANDRA_PROTOCOL_VERSION"] == ("4", False)
