@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from ..errors import RecoError, StorageUnavailable
+from ..errors import ClientDisconnected, RecoError, StorageUnavailable
 from .metrics import CASSANDRA_ERRORS
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ def failure(
 def reco_error_response(exc: RecoError, *, method: str, path: str, retry_after_s: int) -> Response:
     """Our exception in the spec's failure shape; a 503 is counted, logged, gets Retry-After."""
     headers = None
-    if exc.status_code == 503:
+    if isinstance(exc, ClientDisconnected):
+        # Routine on the internet, and nobody reads this answer: not an error.
+        log.info("client disconnected during %s %s: %s", method, path, exc.message)
+    elif exc.status_code == 503:
         headers = {"Retry-After": str(retry_after_s)}
         kind = exc.kind if isinstance(exc, StorageUnavailable) else type(exc).__name__
         CASSANDRA_ERRORS.labels(kind).inc()

@@ -298,7 +298,9 @@ def serve(
         port=port or settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines and header limits for slow and greedy clients.
+        http="killrvideo_reco.api.server:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keepalive_timeout_s,
         access_log=False,  # one log line per vector would cost more than the ingest
         log_level=settings.log_level.lower(),
     )
