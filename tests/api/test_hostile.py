@@ -318,6 +318,46 @@ def test_an_exp_claim_that_is_a_string_is_refused(server: Server) -> None:
     assert "exp" in str(payload["message"])
 
 
+def test_hs256_signed_with_the_rs256_public_key_is_refused(
+    settings: Settings, store: CassandraStore, tmp_path: Path
+) -> None:
+    """Algorithm confusion: the public key, which anyone may hold, as an HMAC secret."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = tmp_path / "private.pem", tmp_path / "public.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with run_server(
+        settings.keyspace,
+        tmp_path,
+        KV_JWT_ALGORITHM="RS256",
+        KV_JWT_PUBLIC_KEY_FILE=str(public),
+        KV_JWT_PRIVATE_KEY_FILE=str(private),
+    ) as rs_server:
+        claims = {"sub": "attacker", "roles": ["creator"], "exp": int(time.time()) + 600}
+        for pem in (public.read_bytes(), public.read_bytes().strip()):
+            forged = _hs256(pem, claims)
+            payload = assert_spec_failure(
+                *exchange(rs_server, post_json(INGEST, body_with(), forged)), 401
+            )
+            assert "RS256" in str(payload["message"]), payload
+        # The real RS256 token gets past auth (to the unknown video's 404).
+        status, _, body = exchange(rs_server, post_json(INGEST, body_with(), rs_server.token()))
+        assert status == 404, body
+
+
 def test_a_gzip_body_is_415(server: Server, token: str) -> None:
     import gzip
 
