@@ -7,7 +7,7 @@ KV := $(BIN)/kv-reco
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
+.PHONY: help install cassandra-up cassandra-down schema run demo test lint fuzz soak bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ lint: $(STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+
+fuzz: cassandra-up ## Schemathesis from the OpenAPI document against a real serve: >= 10,000 requests, zero 5xx (about 2 min)
+	$(BIN)/python -m tests.fuzzing --requests 10000
+
+soak: cassandra-up $(BENCH_STAMP) ## 10 minutes of ingest at about half of peak; RSS, open fds and p99 at start and end
+	$(BIN)/python bench/soak.py
 
 latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: service vs driver alone
 	$(BIN)/python bench/ingest_latency.py --requests 1000
