@@ -426,6 +426,14 @@ def test_an_idle_keep_alive_connection_is_closed(strict_server: Server) -> None:
     assert response.startswith(b"HTTP/1.1 200"), response
 
 
+def test_pipelined_requests_on_one_connection_still_work(strict_server: Server) -> None:
+    """The deadlines follow each request of a keep-alive connection, not the first one only."""
+    with connect(strict_server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        response = read_until_closed(sock)  # closed by the keep-alive timer afterwards
+    assert response.count(b"HTTP/1.1 200") == 3, response
+
+
 def test_an_8_mb_header_line_is_431(server: Server) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")

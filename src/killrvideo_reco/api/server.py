@@ -91,6 +91,7 @@ class _Throttle:
 
 _over_capacity = _Throttle()
 _too_slow = _Throttle()
+_malformed = _Throttle()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -145,6 +146,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if isinstance(refused, _Refused):
                 self._answer(refused.status, refused.message)
             else:
+                _malformed.warning(f"refused a malformed HTTP request: {exc}")
                 self._answer(400, f"malformed HTTP request: {exc}")
             return
         if self._in_head:
