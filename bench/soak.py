@@ -2,7 +2,7 @@
 
 One node, one `kv-reco serve`. It measures the service's peak ingest rate
 (wrk, 16 connections, no pause), then paces wrk to about half of it (wrk's
-delay() between requests, calibrated once) and runs minute-long windows,
+delay() between requests, re-paced after every window) and runs minute-long windows,
 printing for each the rate, the client p99, the service's RSS and its open
 file descriptors. The verdict compares the first window with the last.
 
@@ -10,8 +10,9 @@ Bodies come from a pool of BENCH_POOL fresh unit vectors (6,000 by default,
 about 100 MB of wrk memory); a ten-minute run repeats them, which costs the
 node less than new vectors would, and is immaterial to what a soak looks for.
 
-Environment: SOAK_MINUTES (default 10), SOAK_CONNECTIONS (default 8),
-SOAK_FRACTION (default 0.5 of peak). KV_* settings pass to the service.
+Environment: SOAK_MINUTES (default 10), SOAK_CONNECTIONS (default 16),
+SOAK_FRACTION (default 0.5 of peak), SOAK_WINDOW_S (default 60). KV_* settings
+pass to the service.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from killrvideo_reco.domain.vectors import Similarity
 from run import BIN, RESULTS, Server, fresh_store, seed_videos, wrk
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "10"))
-CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "8"))
+CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "16"))
 FRACTION = float(os.environ.get("SOAK_FRACTION", "0.5"))
 POOL = int(os.environ.get("BENCH_POOL", "6000"))
-WINDOW_S = 60.0
+WINDOW_S = float(os.environ.get("SOAK_WINDOW_S", "60"))
 
 
 @dataclass
@@ -58,6 +59,16 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int) -> int:
+    """Open fds once wrk's closed connections are gone: 3 equal looks, 5 s at most."""
+    deadline = time.monotonic() + 5
+    seen = [open_fds(pid)]
+    while time.monotonic() < deadline and not (len(seen) >= 3 and len(set(seen[-3:])) == 1):
+        time.sleep(0.2)
+        seen.append(open_fds(pid))
+    return seen[-1]
+
+
 def run_window(
     label: str,
     server: Server,
@@ -78,7 +89,7 @@ def run_window(
         rate=accepted / result["duration_s"],
         p99_ms=float(result["p99_ms"]),
         rss_mb=rss_mb(server.proc.pid),
-        fds=open_fds(server.proc.pid),
+        fds=settled_fds(server.proc.pid),
         statuses=result["statuses"],
     )
     other = {k: v for k, v in window.statuses.items() if k != "202"}
@@ -88,6 +99,12 @@ def run_window(
         flush=True,
     )
     return window
+
+
+def repace(delay_ms: float, rate: float, target: float) -> float:
+    """The pause that takes a closed loop from ``rate`` to ``target``: rate = c / (pause + latency)."""
+    latency_ms = max(0.0, CONNECTIONS / max(rate, 1e-9) * 1000 - delay_ms)
+    return max(0.0, CONNECTIONS / target * 1000 - latency_ms)
 
 
 def main() -> None:
@@ -111,35 +128,43 @@ def main() -> None:
         print(f"service pid {server.proc.pid}: idle RSS {idle.rss_mb:.1f} MB, {idle.fds} fds")
         peak = run_window("peak", server, connections=16, seconds=10, delay_ms=None, **kw)
         target = FRACTION * peak.rate
-        # Closed loop: each connection's rate is 1 / (delay + latency).
+        # Closed loop: each connection's rate is 1 / (pause + latency).
         delay = max(0.0, CONNECTIONS / target * 1000 - 5.0)
         probe = run_window(
             "calibrate", server, connections=CONNECTIONS, seconds=15, delay_ms=delay, **kw
         )
-        latency_ms = max(0.0, CONNECTIONS / max(probe.rate, 1e-9) * 1000 - delay)
-        delay = max(0.0, CONNECTIONS / target * 1000 - latency_ms)
-        print(f"target {target:.0f}/s ({FRACTION:g} of peak {peak.rate:.0f}/s): "
-              f"{CONNECTIONS} connections, {delay:.0f} ms pause per request")  # fmt: skip
+        delay = repace(delay, probe.rate, target)
+        print(
+            f"target {target:.0f}/s ({FRACTION:g} of peak {peak.rate:.0f}/s): {CONNECTIONS} "
+            f"connections, {delay:.0f} ms pause per request, re-paced after each window"
+        )
         windows = []
         started = time.monotonic()
         count = max(1, round(MINUTES * 60 / WINDOW_S))
         for i in range(count):
-            windows.append(
-                run_window(
-                    f"min {i + 1}",
-                    server,
-                    connections=CONNECTIONS,
-                    seconds=WINDOW_S,
-                    delay_ms=delay,
-                    **kw,
-                )
+            window = run_window(
+                f"min {i + 1}",
+                server,
+                connections=CONNECTIONS,
+                seconds=WINDOW_S,
+                delay_ms=delay,
+                **kw,
             )
+            windows.append(window)
+            delay = repace(delay, window.rate, target)
         first, last = windows[0], windows[-1]
+        shed = sum(int(w.statuses.get("503", 0)) for w in windows)
         errors = sum(
-            int(n) for w in windows for code, n in w.statuses.items() if code.startswith("5")
+            int(n)
+            for w in windows
+            for code, n in w.statuses.items()
+            if code.startswith("5") and code != "503"
         )
-        print(f"\nsoak: {time.monotonic() - started:.0f} s at {sum(w.rate for w in windows) / len(windows):.0f}/s "
-              f"(target {target:.0f}/s, peak {peak.rate:.0f}/s), {errors} 5xx")  # fmt: skip
+        mean = sum(w.rate for w in windows) / len(windows)
+        print(
+            f"\nsoak: {time.monotonic() - started:.0f} s at {mean:.0f}/s (target {target:.0f}/s, "
+            f"peak {peak.rate:.0f}/s); {shed} 503 (load shed, Retry-After), {errors} other 5xx"
+        )
         print(
             f"soak: start  RSS {first.rss_mb:6.1f} MB  fds {first.fds:4d}  p99 {first.p99_ms:7.1f} ms"
         )
