@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser lint bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser lint fuzz soak bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,12 @@ lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict, import-linte
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+fuzz: cassandra-up ## Schemathesis from the OpenAPI document against a real serve: >= 10,000 requests, zero 5xx (about 2 min)
+	$(BIN)/python -m tests.fuzzing --requests 10000
+
+soak: cassandra-up $(BENCH_STAMP) ## 10 minutes of ingest at about half of peak; RSS, open fds and p99 at start and end
+	$(BIN)/python bench/soak.py
 
 latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: service vs driver alone
 	$(BIN)/python bench/ingest_latency.py --requests 1000

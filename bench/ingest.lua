@@ -3,10 +3,19 @@
 -- BENCH_POOL distinct bodies are built in init(), before the timed run, so that
 -- formatting 1536 floats (milliseconds of Lua) is not charged to the server.
 -- Env: BENCH_IDS (file of videoids, one per line), BENCH_TOKEN, BENCH_DIM, BENCH_PATH,
--- BENCH_POOL (bodies to build; past it, bodies repeat and "reused" counts them).
+-- BENCH_POOL (bodies to build; past it, bodies repeat and "reused" counts them),
+-- BENCH_DELAY_MS (optional pause before each request on a connection: bench/soak.py
+-- paces its load with it).
 local dim = tonumber(os.getenv("BENCH_DIM") or "1536")
 local path = os.getenv("BENCH_PATH") or "/api/v1/reco/ingest"
 local threads = {}
+
+if os.getenv("BENCH_DELAY_MS") then
+   local pause = tonumber(os.getenv("BENCH_DELAY_MS"))
+   function delay()
+      return pause
+   end
+end
 
 function setup(thread)
    thread:set("offset", #threads * 7919)

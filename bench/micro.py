@@ -3,7 +3,8 @@
     python bench/micro.py
 
 Stages: decode (msgspec typed decode of the whole 32 KB body), validate + pack
-(float32 bounds, zero/norm rules, big-endian bytes), and the whole decode_ingest.
+(float32 bounds, zero/norm rules, big-endian bytes), the duplicate-key check,
+and the whole decode_ingest.
 Baselines in the same run: stdlib json.loads, pydantic model_validate_json of a
 list[float] body, and the driver's own VectorType.serialize. Ratios, not
 absolute times, are what compare across machines.
@@ -30,7 +31,7 @@ from pydantic import BaseModel
 
 from killrvideo_reco import logs
 from killrvideo_reco.api.front import Drain, Front
-from killrvideo_reco.domain.ingest import _decoder, decode_ingest
+from killrvideo_reco.domain.ingest import _check_no_duplicate_keys, _decoder, decode_ingest
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
 
 DIM = 1536
@@ -76,6 +77,8 @@ def main() -> None:
     rows = [
         ("decode (msgspec, typed)", per_call_us(lambda: _decoder.decode(body))),
         *rows,
+        # The refusal of repeated keys (a count of quote bytes), alone.
+        ("duplicate-key check", per_call_us(lambda: _check_no_duplicate_keys(body, parsed))),
         ("decode_ingest, all stages", per_call_us(lambda: decode_ingest(body, cosine))),
         ("decode_ingest, base64 body", per_call_us(lambda: decode_ingest(b64_body, cosine))),
     ]

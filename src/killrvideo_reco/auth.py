@@ -22,6 +22,7 @@ from .errors import ConfigError, Forbidden, Unauthenticated
 
 CREATOR = "creator"
 _CACHE_SIZE = 1024
+_NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,13 @@ class TokenVerifier:
             raise Unauthenticated(f"the token is not for this service: {exc}") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"the token is malformed: {exc}") from None
+        for claim in _NUMERIC_DATES:
+            value = claims.get(claim)
+            # PyJWT takes int("9999999999"); RFC 7519 says a NumericDate is a JSON number.
+            if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise Unauthenticated(
+                    f"the token's '{claim}' claim must be a JSON number (a NumericDate)"
+                )
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("the token's 'roles' claim must be a list of strings")

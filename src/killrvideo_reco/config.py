@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1, le=10_000)] = 500
     max_batch_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
     retry_after_s: Annotated[int, Field(ge=1)] = 1
+    # Slow and greedy clients (api/server.py; README "Slow and greedy clients").
+    # A request's headers must arrive within header_timeout_s of its first
+    # byte (or of the connection's opening), its body within body_timeout_s of
+    # the headers' end: a 32 MiB batch then needs about 1.1 MB/s.
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # An idle keep-alive connection is closed after this long.
+    keepalive_timeout_s: Annotated[int, Field(ge=1)] = 5
+    # Open connections per worker process; the one over it gets 503 at once.
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    # The request line's URL plus every header line; a JWT is about 300-800 bytes.
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    max_headers: Annotated[int, Field(ge=8)] = 100
     log_level: LogLevel = "INFO"
     # text for a terminal (`make run`), json for a log pipeline: one object a line.
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"

@@ -11,7 +11,8 @@ HTTP exceptions::
     │   ├── Forbidden                403  valid token without the required role
     │   ├── VideoNotFound            404  no such video: nothing was written
     │   ├── PayloadTooLarge          413  body over the configured limit
-    │   ├── UnsupportedMediaType     415  body is not declared as JSON
+    │   ├── UnsupportedMediaType     415  body is not declared as JSON, or is encoded
+    │   ├── ClientDisconnected       499  the client left before sending its whole body
     │   └── InvalidRequest           422  well-formed JSON that breaks a rule
     │       └── InvalidVector        422  the vector breaks a rule; ``index`` if one element
     ├── StorageError                 Cassandra trouble: the client may retry
@@ -60,6 +61,12 @@ class PayloadTooLarge(RequestError):
 
 class UnsupportedMediaType(RequestError):
     status_code = 415
+
+
+class ClientDisconnected(RequestError):
+    # nginx's "client closed request": nobody reads the answer, but the status
+    # keeps it apart from our errors in metrics, and it is logged without alarm.
+    status_code = 499
 
 
 class InvalidRequest(RequestError):

@@ -152,12 +152,25 @@ def test_public_key_algorithms(tmp_path: Path, algorithm: str) -> None:
     )  # type: ignore[arg-type]
     verifier = TokenVerifier(s)
     verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
-    # An HS256 token signed with the public key as secret: the classic confusion attack.
-    confused = jwt.encode(
-        {"roles": [CREATOR], "exp": time.time() + 60}, "p" * 40, algorithm="HS256"
+    # An HS256 token whose HMAC key is the configured public key's PEM bytes:
+    # the classic confusion attack (PyJWT will not sign one, so sign it here).
+    confused = _hs256_with_raw_key(
+        public.read_bytes(), {"roles": [CREATOR], "exp": int(time.time()) + 60}
     )
     with pytest.raises(Unauthenticated, match=f"must be signed with {algorithm}"):
         verifier.authenticate(bearer(confused))
+
+
+def _hs256_with_raw_key(key: bytes, claims: dict[str, object]) -> str:
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signing = f"{header}.{b64(json.dumps(claims).encode())}"
+    return f"{signing}.{b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())}"
 
 
 def test_the_local_dev_key_is_generated_once(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from ..auth import TokenVerifier
 from ..config import Settings
+from ..errors import Unauthenticated
 from ..storage import CassandraStore
 
 
@@ -23,3 +24,11 @@ async def services(request: Request) -> Services:
     # which costs two thread hops on every request.
     svc: Services = request.app.state.services
     return svc
+
+
+def authorization(request: Request) -> str | None:
+    """The one Authorization header; two are ambiguous (which one did a proxy check?)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise Unauthenticated("send exactly one Authorization header")
+    return values[0] if values else None

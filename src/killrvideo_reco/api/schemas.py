@@ -77,8 +77,8 @@ class BatchItemResult(BaseModel):
     )
     status: Literal["accepted", "failed"]
     code: int = Field(
-        description="The status the single endpoint gives the same item: 202, 404, 422 or "
-        "503 (retry that item later)"
+        description="The status the single endpoint gives the same item: 202, 400, 404, 422 or "
+        "503 (retry that item later); 500 only for a bug of ours in that item, which is logged"
     )
     message: str
 

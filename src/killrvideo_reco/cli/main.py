@@ -312,7 +312,9 @@ def serve(
         port=port or settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines and header limits for slow and greedy clients.
+        http="killrvideo_reco.api.server:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keepalive_timeout_s,
         access_log=False,  # ours is api/front.py: one line per request, with its request id
         log_config=None,  # keep logs.configure's format for uvicorn's own lines
         log_level=settings.log_level.lower(),

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ...domain.ingest import parse_video_id
 from ...domain.related import DEFAULT_LIMIT, MAX_LIMIT, MIN_LIMIT, check_limit
-from ..deps import Services, services
+from ..deps import Services, authorization, services
 from ..schemas import RelatedItem, failure_doc
 from .docs import TOKEN_OPTIONAL
 
@@ -43,9 +43,9 @@ async def related(
     svc: Annotated[Services, Depends(services)],
     limit: Annotated[int, Query(description=f"{MIN_LIMIT} to {MAX_LIMIT}")] = DEFAULT_LIMIT,
 ) -> Response:
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        svc.verifier.authenticate(authorization)
+    bearer = authorization(request)
+    if bearer is not None:
+        svc.verifier.authenticate(bearer)
     video_id = parse_video_id(videoId)
     items = await svc.store.related.nearest(video_id, limit=check_limit(limit))
     payload = [
