@@ -108,7 +108,7 @@ from killrvideo_reco.config import load_settings
 from killrvideo_reco.storage import CassandraStore
 store = CassandraStore.open(load_settings())
 try:
-    store.execute(sys.argv[1])
+    store.schema.execute(sys.argv[1])
 finally:
     store.close()
 """

@@ -239,8 +239,8 @@ def test_bad_batch_items_fail_alone_and_the_good_ones_are_written(
     result = json.loads(body)
     assert [item["code"] for item in result["items"]] == [202, 400, 422, 422], result
     assert (result["accepted"], result["failed"]) == (1, 3)
-    assert store.read_video(good.videoid)["content_features"] is not None  # type: ignore[index]
-    assert store.read_video(other.videoid)["content_features"] is None  # type: ignore[index]
+    assert store.videos.read(good.videoid)["content_features"] is not None  # type: ignore[index]
+    assert store.videos.read(other.videoid)["content_features"] is None  # type: ignore[index]
 
 
 def test_a_client_that_disconnects_mid_body_is_not_an_error(server: Server, token: str) -> None:
@@ -266,7 +266,7 @@ def test_duplicate_json_keys_are_refused(
     raw = b'{"videoId":"' + vid + b'","vector":' + GOOD_VECTOR + b',"vector":' + GOOD_VECTOR + b"}"
     payload = assert_spec_failure(*exchange(server, post_json(INGEST, raw, token)), 422)
     assert "duplicate" in str(payload["message"])
-    assert store.read_video(video.videoid)["content_features"] is None  # type: ignore[index]
+    assert store.videos.read(video.videoid)["content_features"] is None  # type: ignore[index]
 
 
 def test_duplicate_keys_in_a_batch_envelope_are_refused(server: Server, token: str) -> None:
