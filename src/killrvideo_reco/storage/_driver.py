@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from cassandra import (
@@ -39,7 +39,9 @@ from cassandra.protocol import (
 )
 from cassandra.query import tuple_factory
 
+from ..config import Settings
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
+from ._connect import cluster_options, explain_connect_failure
 
 try:  # libev is the driver's fastest reactor; the wheels ship it
     from cassandra.io.libevreactor import LibevConnection as _Connection
@@ -78,22 +80,23 @@ def translate(exc: BaseException) -> RecoError:
 
 
 def connect(
+    settings: Settings,
     *,
-    contact_points: Sequence[str],
-    port: int,
     local_dc: str | None,
     connect_timeout_s: float,
     request_timeout_s: float,
 ) -> tuple[Cluster, Session]:
-    """Open a cluster and a session; raise StorageUnavailable if no node answers."""
+    """Open a cluster and a session; raise StorageUnavailable if no node answers.
+
+    Its message is one line naming the setting to check (storage/_connect.py).
+    """
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
         request_timeout=request_timeout_s,
         row_factory=tuple_factory,
     )
     cluster = Cluster(
-        contact_points=list(contact_points),
-        port=port,
+        **cluster_options(settings),  # endpoints, credentials, TLS or Astra
         protocol_version=5,
         connection_class=_Connection,
         # Without TCP_NODELAY a ~6 KiB vector frame meets Nagle plus delayed ACK
@@ -108,7 +111,8 @@ def connect(
         session = cluster.connect()
     except Exception as exc:
         cluster.shutdown()
-        raise translate(exc) from exc
+        kind = type(exc).__name__
+        raise StorageUnavailable(explain_connect_failure(exc, settings), kind=kind) from exc
     return cluster, session
 
 

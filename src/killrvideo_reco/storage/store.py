@@ -72,8 +72,7 @@ class CassandraStore:
     def open(cls, settings: Settings) -> CassandraStore:
         """Connect to the cluster; raise StorageUnavailable when no node answers."""
         cluster, session = _driver.connect(
-            contact_points=settings.contact_point_list,
-            port=settings.cassandra_port,
+            settings,
             local_dc=settings.local_dc,
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
@@ -171,7 +170,7 @@ class CassandraStore:
         read_vector = self._session.prepare(
             f"SELECT {self.column} FROM {self.keyspace}.{schema.TABLE} WHERE videoid = ?"
         )
-        read_vector.consistency_level = self._consistency
+        read_vector.consistency_level = _driver.consistency(self._settings.related_consistency)
         # ANN queries run at ONE/LOCAL_ONE only in 5.0; the score is the index's
         # own similarity function, in [0, 1].
         nearest = None
