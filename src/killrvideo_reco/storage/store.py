@@ -315,6 +315,11 @@ class CassandraStore:
     async def ping(self) -> None:
         await _driver.run_async(self._session, "SELECT release_version FROM system.local")
 
+    def nodes_up(self) -> tuple[int, int]:
+        """(nodes the driver sees up, nodes it knows): for /readyz, no query sent."""
+        hosts = self._cluster.metadata.all_hosts()
+        return sum(1 for h in hosts if h.is_up), len(hosts)
+
     # -- videos (CLI, tests) ---------------------------------------------------------
 
     def insert_videos(self, videos: Iterable[Video], *, concurrency: int = 32) -> int:
