@@ -43,7 +43,11 @@ _NOT_WITH_ASTRA = frozenset(
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KV_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise quote every
+    # input, secrets included (KV_CASSANDRA_PASSWORD, KV_JWT_SECRET, KV_ASTRA_TOKEN).
+    model_config = SettingsConfigDict(
+        env_prefix="KV_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # HTTP
     host: str = "127.0.0.1"
