@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test lint bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-faults lint bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,9 @@ install: $(STAMP) ## Create .venv: the service, its tools and the embedding mode
 cassandra-up: $(STAMP) ## Start the local Cassandra 5.0 node (downloads it once), or find it running
 	$(KV) cassandra start
 
-cassandra-down: $(STAMP) ## Drain and stop the local node(s) that kv-reco started
+cassandra-down: $(STAMP) ## Drain and stop the local node(s) that kv-reco started, the auth/TLS test node too
 	$(KV) cassandra stop
+	$(KV) cassandra stop --address 127.0.0.10 --state-dir $${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/secure-node
 
 schema: cassandra-up ## Apply the killrvideo schema (1536-dim, cosine)
 	$(KV) schema apply
@@ -60,6 +61,12 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 
 test: $(DEV_STAMP) cassandra-up ## Set up everything and run the whole test suite against a real node
 	$(BIN)/pytest
+
+# Not part of make test: three more nodes (about 1.5 GB of memory each) and
+# several minutes. Its own state directory and addresses (127.0.0.21-23); it
+# stops its nodes at the end. On a shared machine: flock /tmp/kv-heavy.lock make test-faults
+test-faults: $(DEV_STAMP) ## Ingest under load while nodes of a 3-node RF=3 cluster are killed (-9) and restarted (about 6 min)
+	$(BIN)/python tests/faults/run_faults.py
 
 lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict
 	$(BIN)/ruff format --check src tests bench

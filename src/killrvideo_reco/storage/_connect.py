@@ -8,8 +8,12 @@ the driver's auth provider and nowhere else: no message here contains one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import ssl
+import threading
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from cassandra import AuthenticationFailed, OperationTimedOut
@@ -66,6 +70,42 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
         key = settings.cassandra_tls_key_file
         context.load_cert_chain(str(cert), str(key) if key is not None else None)
     return context
+
+
+class _OneLineWhileConnecting(logging.Filter):
+    """While this thread connects, the driver's reports lose their tracebacks.
+
+    A failed connect is explained once, by us, in one line; the driver would
+    log each attempt with a traceback first. Records from other threads (the
+    driver's reconnection later on) pass untouched.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connecting = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(self.connecting, "on", False):
+            return True
+        if "failed to connect, shutting down" in record.getMessage():
+            return False  # what explain_connect_failure says, in one line
+        record.exc_info = record.exc_text = None
+        return True
+
+
+_QUIET = _OneLineWhileConnecting()
+for _name in ("cassandra.cluster", "cassandra.connection", "cassandra.pool"):
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
+@contextlib.contextmanager
+def one_line_logs() -> Iterator[None]:
+    """Around ``Cluster.connect()``: the driver logs no traceback meanwhile."""
+    _QUIET.connecting.on = True
+    try:
+        yield
+    finally:
+        _QUIET.connecting.on = False
 
 
 def explain_connect_failure(exc: BaseException, settings: Settings) -> str:

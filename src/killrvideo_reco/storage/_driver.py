@@ -41,7 +41,7 @@ from cassandra.query import tuple_factory
 
 from ..config import Settings
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
-from ._connect import cluster_options, explain_connect_failure
+from ._connect import cluster_options, explain_connect_failure, one_line_logs
 
 try:  # libev is the driver's fastest reactor; the wheels ship it
     from cassandra.io.libevreactor import LibevConnection as _Connection
@@ -108,7 +108,8 @@ def connect(
         control_connection_timeout=connect_timeout_s,
     )
     try:
-        session = cluster.connect()
+        with one_line_logs():
+            session = cluster.connect()
     except Exception as exc:
         cluster.shutdown()
         kind = type(exc).__name__
