@@ -58,6 +58,8 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     latency_503: list[float] = field(default_factory=list)
     accepted: list[uuid.UUID] = field(default_factory=list)
+    related: Counter[int] = field(default_factory=Counter)  # GET related, by status
+    readyz: Counter[int] = field(default_factory=Counter)
 
     @property
     def requests(self) -> int:
@@ -112,6 +114,22 @@ class Load:
                     await asyncio.sleep(0.1)
                 else:
                     print(f"  unexpected {answer.status_code}: {answer.text[:300]}", flush=True)
+
+    async def observer(self) -> None:
+        """Related videos and /readyz, twice a second: what still works in each phase."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT_S) as http:
+            while self.running:
+                phase = self.phase
+                known = next((p.accepted[0] for p in self.phases if p.accepted), None)
+                try:
+                    ready = await http.get("/readyz")
+                    phase.readyz[ready.status_code] += 1
+                    if known is not None:
+                        related = await http.get(f"/api/v1/videos/id/{known}/related")
+                        phase.related[related.status_code] += 1
+                except httpx.TransportError as exc:
+                    phase.errors[f"observer {type(exc).__name__}"] += 1
+                await asyncio.sleep(0.5)
 
     async def run_for(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -192,6 +210,7 @@ def verify(sent: dict[uuid.UUID, np.ndarray], phases: list[Phase]) -> dict[str, 
 def report(phases: list[Phase], checked: dict[str, tuple[int, int]]) -> list[str]:
     head = f"{'phase':<22}{'requests':>9}{'202':>7}{'503':>7}{'other':>7}{'timeouts':>9}"
     head += f"{'verified':>9}{'lost':>6}{'503 p50 ms':>11}{'503 p99 ms':>11}"
+    head += f"{'related ok':>11}{'readyz ok':>10}"
     print("\n" + head)
     problems = []
     for p in phases:
@@ -204,7 +223,10 @@ def report(phases: list[Phase], checked: dict[str, tuple[int, int]]) -> list[str
             f"{p.name:<22}{p.requests:>9}{p.statuses[202]:>7}{p.statuses[503]:>7}{other:>7}"
             f"{p.timeouts:>9}{verified:>9}{lost:>6}"
             f"{np.percentile(lat, 50):>11.1f}{np.percentile(lat, 99):>11.1f}"
+            f"{_share(p.related):>11}{_share(p.readyz):>10}"
         )
+        if sum(n for s, n in p.related.items() if s not in (200, 503)):
+            problems.append(f"{p.name}: related answered {dict(p.related)}")
         if other or p.timeouts:
             problems.append(f"{p.name}: {other} answers other than 202/503, {p.timeouts} timeouts")
         if p.no_retry_after:
@@ -214,8 +236,14 @@ def report(phases: list[Phase], checked: dict[str, tuple[int, int]]) -> list[str
     return problems
 
 
+def _share(counts: Counter[int]) -> str:
+    total = sum(counts.values())
+    return f"{counts[200]}/{total}" if total else "-"
+
+
 async def scenario(load: Load, cluster: DevCluster, phase_s: float) -> None:
     tasks = [asyncio.create_task(load.client()) for _ in range(load.clients)]
+    tasks.append(asyncio.create_task(load.observer()))
     try:
         load.begin("all up")
         await load.run_for(phase_s)
