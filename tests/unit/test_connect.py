@@ -57,6 +57,13 @@ def test_a_ca_file_turns_tls_on_with_host_names_checked(tmp_path: Path) -> None:
     assert not cluster_options(unchecked)["ssl_context"].check_hostname
 
 
+def test_a_ca_file_that_is_not_pem_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="KV_CASSANDRA_TLS_CA_FILE="):
+        cluster_options(Settings(cassandra_tls_ca_file=ca))
+
+
 def test_astra_takes_the_bundle_and_the_token_and_nothing_else(tmp_path: Path) -> None:
     bundle = _bundle(tmp_path)
     options = cluster_options(

@@ -21,6 +21,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import NoHostAvailable
 
 from ..config import Settings
+from ..errors import ConfigError
 
 # The user name Astra expects beside an application token.
 _ASTRA_USER = "token"
@@ -62,13 +63,24 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     (or DNS name) that clients dial: an IP needs an IP subjectAltName.
     """
     ca = settings.cassandra_tls_ca_file
-    context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"KV_CASSANDRA_TLS_CA_FILE={ca} holds no usable PEM certificate ({exc})"
+        ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = settings.cassandra_tls_verify_hostname
     cert = settings.cassandra_tls_cert_file
     if cert is not None:
         key = settings.cassandra_tls_key_file
-        context.load_cert_chain(str(cert), str(key) if key is not None else None)
+        try:
+            context.load_cert_chain(str(cert), str(key) if key is not None else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"KV_CASSANDRA_TLS_CERT_FILE={cert} / KV_CASSANDRA_TLS_KEY_FILE={key}: "
+                f"not a certificate and its matching key ({exc})"
+            ) from exc
     return context
 
 
