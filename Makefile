@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser lint fuzz soak bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser test-faults lint fuzz soak bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,9 @@ install: $(STAMP) ## Create .venv: the service, its tools and the embedding mode
 cassandra-up: $(STAMP) ## Start the local Cassandra 5.0 node (downloads it once), or find it running
 	$(KV) cassandra start
 
-cassandra-down: $(STAMP) ## Drain and stop the local node(s) that kv-reco started
+cassandra-down: $(STAMP) ## Drain and stop the local node(s) that kv-reco started, the auth/TLS test node too
 	$(KV) cassandra stop
+	$(KV) cassandra stop --address 127.0.0.10 --state-dir $${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/secure-node
 
 schema: cassandra-up ## Apply the killrvideo schema (1536-dim, cosine)
 	$(KV) schema apply
@@ -72,6 +73,12 @@ $(BROWSER_STAMP): $(DEV_STAMP)
 
 test-browser: cassandra-up $(BROWSER_STAMP) ## /docs in headless Chromium (Debian's) via Playwright; screenshot in build/test-artifacts/
 	$(BIN)/pytest --browser tests/browser
+
+# Not part of make test: three more nodes (about 1.5 GB of memory each) and
+# several minutes. Its own state directory and addresses (127.0.0.21-23); it
+# stops its nodes at the end. On a shared machine: flock /tmp/kv-heavy.lock make test-faults
+test-faults: $(DEV_STAMP) ## Ingest under load while nodes of a 3-node RF=3 cluster are killed (-9) and restarted (about 6 min)
+	$(BIN)/python tests/faults/run_faults.py
 
 lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict, import-linter layering
 	$(BIN)/ruff format --check src tests bench

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -44,8 +44,26 @@ Consistency = Annotated[
 ]  # fmt: skip
 
 
+_NOT_WITH_ASTRA = frozenset(
+    {
+        "contact_points",
+        "cassandra_port",
+        "cassandra_username",
+        "cassandra_password",
+        "cassandra_tls",
+        "cassandra_tls_ca_file",
+        "cassandra_tls_cert_file",
+        "cassandra_tls_key_file",
+    }
+)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KV_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise quote every
+    # input, secrets included (KV_CASSANDRA_PASSWORD, KV_JWT_SECRET, KV_ASTRA_TOKEN).
+    model_config = SettingsConfigDict(
+        env_prefix="KV_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # HTTP
     host: str = "127.0.0.1"
@@ -84,6 +102,26 @@ class Settings(BaseSettings):
     vector_column: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = "content_features"
     keyspace: str = Field(default="killrvideo", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     consistency: Consistency = "LOCAL_QUORUM"
+    # The related-videos read of the source vector. The ANN query itself runs at
+    # LOCAL_ONE whatever this says: Cassandra 5.0 refuses ANN at any other level.
+    # LOCAL_ONE keeps related videos answering while ingest lacks a quorum.
+    related_consistency: Consistency = "LOCAL_ONE"
+    # Credentials (PasswordAuthenticator). The password is a secret: its repr is
+    # masked and it reaches only the driver's auth provider.
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None
+    # Client-to-node TLS: on when KV_CASSANDRA_TLS=true or a CA file is given
+    # (without a CA file the system's trust store is used). The node's
+    # certificate must name the contact point unless verification is turned off.
+    cassandra_tls: bool = False
+    cassandra_tls_ca_file: FilePath | None = None
+    cassandra_tls_cert_file: FilePath | None = None  # client certificate (mutual TLS)
+    cassandra_tls_key_file: FilePath | None = None  # its key, if not in the cert file
+    cassandra_tls_verify_hostname: bool = True
+    # DataStax Astra: the secure-connect bundle (zip) carries endpoints and TLS
+    # material; the application token ("AstraCS:...") authenticates.
+    astra_secure_connect_bundle: FilePath | None = None
+    astra_token: SecretStr | None = None
     request_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # Writes in flight to Cassandra per process. A node indexes only a few
@@ -98,9 +136,6 @@ class Settings(BaseSettings):
     # The native protocol version the driver speaks. v4 costs less client CPU
     # per write than v5 here (README "Measured"); both carry everything we use.
     cassandra_protocol_version: Annotated[int, Field(ge=4, le=5)] = 4
-    # The point read of a video's vector for related videos. LOCAL_ONE keeps
-    # related videos answering while ingest has lost its quorum.
-    related_consistency: str = "LOCAL_ONE"
     # Related videos: the ANN query asks the index for this many candidates per
     # video wanted and keeps the best by exact score. 1 takes the index's own
     # top; 3 lifts on-disk recall@10 to 0.98-1.00 under every similarity,
@@ -132,6 +167,33 @@ class Settings(BaseSettings):
         elif self.jwt_public_key_file is None:
             raise ValueError(f"KV_JWT_ALGORITHM={self.jwt_algorithm} needs KV_JWT_PUBLIC_KEY_FILE")
         return self
+
+    @model_validator(mode="after")
+    def _check_cassandra_access(self) -> Self:
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            raise ValueError("KV_CASSANDRA_USERNAME and KV_CASSANDRA_PASSWORD go together")
+        if self.cassandra_tls_key_file is not None and self.cassandra_tls_cert_file is None:
+            raise ValueError("KV_CASSANDRA_TLS_KEY_FILE needs KV_CASSANDRA_TLS_CERT_FILE")
+        if (self.astra_secure_connect_bundle is None) != (self.astra_token is None):
+            raise ValueError("KV_ASTRA_SECURE_CONNECT_BUNDLE and KV_ASTRA_TOKEN go together")
+        if self.astra_secure_connect_bundle is not None:
+            # The bundle names the endpoints and carries the TLS material itself.
+            clashing = sorted(
+                f"KV_{name.upper()}" for name in self.model_fields_set & _NOT_WITH_ASTRA
+            )
+            if clashing:
+                raise ValueError(
+                    f"KV_ASTRA_SECURE_CONNECT_BUNDLE replaces {', '.join(clashing)}: unset them"
+                )
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return (
+            self.cassandra_tls
+            or self.cassandra_tls_ca_file is not None
+            or (self.cassandra_tls_cert_file is not None)
+        )
 
     @property
     def contact_point_list(self) -> list[str]:

@@ -28,6 +28,8 @@ def test_readyz_reports_the_live_schema(client: TestClient) -> None:
         "dimension": DIM,
         "similarity": "cosine",
         "column": "content_features",
+        "nodesUp": 1,
+        "nodes": 1,
     }
 
 
@@ -52,6 +54,8 @@ def test_without_schema_the_service_is_not_ready_until_it_is_applied(
                 "dimension": 8,
                 "similarity": "dot_product",
                 "column": "content_features",
+                "nodesUp": 1,
+                "nodes": 1,
             }
             video = Video(name="late")
             store.videos.insert([video])

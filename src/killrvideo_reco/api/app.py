@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +15,7 @@ from starlette.types import ASGIApp
 from .. import logs
 from ..auth import TokenVerifier
 from ..config import Settings, load_settings
-from ..errors import SchemaNotReady
+from ..errors import SchemaNotReady, StorageUnavailable
 from ..storage import CassandraStore
 from . import errors
 from .deps import Services
@@ -53,20 +55,22 @@ def create_app(settings: Settings) -> FastAPI:
                 "KV_JWT_PUBLIC_KEY_FILE in production",
                 settings.state_dir,
             )
-        store = CassandraStore.open(settings)
+        svc = Services(settings=settings, verifier=verifier)
+        app.state.services = svc
+        connector: asyncio.Task[None] | None = None
         try:
-            spec = store.load_schema()
-            log.info(
-                "ingesting %s vectors, %s similarity, into %s.videos",
-                spec.cql_type,
-                spec.similarity.value,
-                settings.keyspace,
-            )
-        except SchemaNotReady as exc:
-            log.error("%s; ingest answers 503 until it exists", exc.message)
-        store.observe(OBSERVER)
-        FROM_STORES.stores.add(store)
-        app.state.services = Services(settings=settings, store=store, verifier=verifier)
+            # At once when the cluster answers: tests and `make run` find the
+            # store attached when start-up ends.
+            store = CassandraStore.open(settings)
+        except StorageUnavailable as exc:
+            # Start anyway: answer 503 (not ready) and keep trying, so that a
+            # service started before its cluster needs no restart.
+            log.error("%s; answering 503 and retrying in the background", exc.message)
+            svc.waiting(exc.message)
+            connector = asyncio.create_task(_connect_later(svc, settings))
+        else:
+            _load_schema(store, settings.keyspace)
+            _attach(svc, store)
         drain.install()
         try:
             yield
@@ -75,8 +79,13 @@ def create_app(settings: Settings) -> FastAPI:
             # (KV_SHUTDOWN_TIMEOUT_S): nothing uses the session any more.
             drain.start()
             drain.uninstall()
-            store.close()
-            log.info("closed the Cassandra session")
+            if connector is not None:
+                connector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connector
+            if svc.connected:
+                svc.store.close()
+                log.info("closed the Cassandra session")
 
     app = _App(
         title="killrvideo-reco",
@@ -94,6 +103,63 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router, tags=["health"])
     docs.install(app)
     return app
+
+
+def _load_schema(store: CassandraStore, keyspace: str) -> None:
+    try:
+        spec = store.load_schema()
+        log.info(
+            "ingesting %s vectors, %s similarity, into %s.videos",
+            spec.cql_type,
+            spec.similarity.value,
+            keyspace,
+        )
+    except SchemaNotReady as exc:
+        log.error("%s; ingest answers 503 until it exists", exc.message)
+
+
+def _attach(svc: Services, store: CassandraStore) -> None:
+    store.observe(OBSERVER)
+    FROM_STORES.stores.add(store)
+    svc.attach(store)
+
+
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.5, 10.0
+
+
+async def _connect_later(svc: Services, settings: Settings) -> None:
+    """Open the store once the cluster answers; back off between attempts."""
+    delay, last = _RETRY_FIRST_S, ""
+    while True:
+        await asyncio.sleep(delay)
+        attempt = asyncio.ensure_future(asyncio.to_thread(_open_and_load, settings))
+        try:
+            store = await asyncio.shield(attempt)
+        except StorageUnavailable as exc:
+            if exc.message != last:  # one line per new reason, not per attempt
+                log.warning("still %s", exc.message)
+                last = exc.message
+            svc.waiting(exc.message)
+            delay = min(delay * 2, _RETRY_MAX_S)
+            continue
+        except asyncio.CancelledError:
+            # Shutting down mid-attempt: close what the attempt opens, if anything.
+            attempt.add_done_callback(_close_if_opened)
+            raise
+        _attach(svc, store)
+        log.info("connected to Cassandra; accepting requests")
+        return
+
+
+def _open_and_load(settings: Settings) -> CassandraStore:
+    store = CassandraStore.open(settings)
+    _load_schema(store, settings.keyspace)
+    return store
+
+
+def _close_if_opened(attempt: asyncio.Future[CassandraStore]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result().close()
 
 
 def app_from_env() -> FastAPI:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..config import Settings
-from ..devnode import DevCluster, DevClusterConfig, NodeError
+from ..devnode import DEV_USERNAME, DevCluster, DevClusterConfig, NodeError, TlsError
 from ..domain.vectors import Similarity
 from ..errors import RecoError
 from . import pipeline
@@ -31,55 +31,98 @@ config_app = typer.Typer(no_args_is_help=True, help="The settings in force (KV_*
 app.add_typer(config_app, name="config")
 
 
-def _cluster(settings: Settings, nodes: int) -> DevCluster:
-    return DevCluster(
-        DevClusterConfig(
-            version=settings.cassandra_version,
-            nodes=nodes,
-            heap=settings.cassandra_heap,
-            cache_dir=settings.cache_dir,
-            state_dir=settings.state_dir,
-            native_port=settings.cassandra_port,
+def _cluster(
+    settings: Settings,
+    nodes: int,
+    *,
+    address: str = "127.0.0.1",
+    state_dir: Path | None = None,
+    auth: bool = False,
+    tls: bool = False,
+) -> DevCluster:
+    try:
+        return DevCluster(
+            DevClusterConfig(
+                version=settings.cassandra_version,
+                nodes=nodes,
+                heap=settings.cassandra_heap,
+                cache_dir=settings.cache_dir,
+                state_dir=state_dir or settings.state_dir,
+                native_port=settings.cassandra_port,
+                first_address=address,
+                auth=auth,
+                tls=tls,
+            )
         )
-    )
+    except ValueError as exc:
+        fail(str(exc))
 
 
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, max=9, help="Nodes on 127.0.0.1..N")]
+AddressOpt = Annotated[
+    str,
+    typer.Option("--address", help="The first node's address (127.0.0.N); the others follow it"),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Where these nodes live [default: KV_STATE_DIR]; one cluster per dir"
+    ),
+]
 
 
 @cassandra_app.command("start")
 def cassandra_start(
     nodes: NodesOpt = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for CQL")] = 180,
+    address: AddressOpt = "127.0.0.1",
+    state_dir: StateDirOpt = None,
+    auth: Annotated[
+        bool, typer.Option("--auth", help="PasswordAuthenticator; user cassandra/cassandra")
+    ] = False,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Client encryption with a dev CA made by keytool")
+    ] = False,
 ) -> None:
     """Start the local node(s), or find them running; wait until CQL answers."""
-    cluster = _cluster(get_settings(), nodes)
+    cluster = _cluster(
+        get_settings(), nodes, address=address, state_dir=state_dir, auth=auth, tls=tls
+    )
     try:
         statuses = cluster.start(timeout_s=timeout)
-    except NodeError as exc:
-        typer.echo(exc.log_tail, err=True)
+    except (NodeError, TlsError) as exc:
+        typer.echo(getattr(exc, "log_tail", ""), err=True)
         fail(str(exc))
     for s in statuses:
         typer.echo(
             f"{s.name} {s.state} at {s.address}:{s.port}" + (f" (pid {s.pid})" if s.pid else "")
         )
+    if auth:
+        typer.echo(f"credentials: KV_CASSANDRA_USERNAME={DEV_USERNAME} KV_CASSANDRA_PASSWORD=…")
+    if cluster.tls_ca_pem is not None:
+        typer.echo(f"TLS CA certificate: KV_CASSANDRA_TLS_CA_FILE={cluster.tls_ca_pem}")
 
 
 @cassandra_app.command("stop")
 def cassandra_stop(
     nodes: NodesOpt = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each drain")] = 300,
+    address: AddressOpt = "127.0.0.1",
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Drain and stop the nodes this tool started; wait until they have exited."""
-    for s in _cluster(get_settings(), nodes).stop(timeout_s=timeout):
+    cluster = _cluster(get_settings(), nodes, address=address, state_dir=state_dir)
+    for s in cluster.stop(timeout_s=timeout):
         typer.echo(f"{s.name} {s.state}")
 
 
 @cassandra_app.command("status")
-def cassandra_status(nodes: NodesOpt = 1) -> None:
+def cassandra_status(
+    nodes: NodesOpt = 1, address: AddressOpt = "127.0.0.1", state_dir: StateDirOpt = None
+) -> None:
     """State, contact points and version of each node."""
     settings = get_settings()
-    statuses = _cluster(settings, nodes).status()
+    statuses = _cluster(settings, nodes, address=address, state_dir=state_dir).status()
     answering = [s.address for s in statuses if s.state in ("running", "external")]
     version = _release_version(settings, answering) if answering else None
     for s in statuses:

@@ -5,13 +5,17 @@ This package imports nothing else of killrvideo_reco: it is a small library
 """
 
 from ._artifacts import ArtifactError, ensure_cassandra_jars
-from .manager import DevCluster, DevClusterConfig, NodeError, NodeStatus
+from ._tls import TlsError
+from .manager import DEV_PASSWORD, DEV_USERNAME, DevCluster, DevClusterConfig, NodeError, NodeStatus
 
 __all__ = [
+    "DEV_PASSWORD",
+    "DEV_USERNAME",
     "ArtifactError",
     "DevCluster",
     "DevClusterConfig",
     "NodeError",
     "NodeStatus",
+    "TlsError",
     "ensure_cassandra_jars",
 ]

@@ -86,6 +86,13 @@ class NodeLayout:
     root: Path
     native_port: int
     storage_port: int
+    # The last octet of the node's loopback address: index for the default
+    # cluster (127.0.0.1..N); another cluster on the machine starts elsewhere.
+    host: int = 0
+
+    @property
+    def octet(self) -> int:
+        return self.host or self.index
 
     @property
     def name(self) -> str:
@@ -95,11 +102,13 @@ class NodeLayout:
     def address(self) -> str:
         # The whole of 127/8 answers on loopback, so each node gets its own address
         # and every node can keep the standard ports.
-        return f"127.0.0.{self.index}"
+        return f"127.0.0.{self.octet}"
 
     @property
     def jmx_port(self) -> int:
-        return 7100 + 100 * self.index
+        # JMX listens on 127.0.0.1 whatever the node's address, so the port
+        # follows the address: clusters on other addresses never collide.
+        return 7100 + 100 * self.octet
 
     @property
     def initial_token(self) -> int:
@@ -126,10 +135,24 @@ class NodeLayout:
         return self.root / "cassandra.pid"
 
 
-def cassandra_yaml(layout: NodeLayout, *, seed: str, concurrent_writes: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Security:
+    """Client authentication and encryption of a node; off for the plain dev node."""
+
+    auth: bool = False
+    keystore: Path | None = None  # PKCS12 with the node's key and CA-signed certificate
+    keystore_password: str = ""
+
+
+def cassandra_yaml(
+    layout: NodeLayout, *, seed: str, concurrent_writes: int, security: Security = Security()
+) -> str:
     d = layout.root
+    # Another name for clusters off the default addresses: a node can never
+    # gossip its way into a cluster it does not belong to.
+    name = "kv-reco-dev" if layout.host == 0 else f"kv-reco-dev-{layout.octet - layout.index + 1}"
     lines = [
-        "cluster_name: kv-reco-dev",
+        f"cluster_name: {name}",
         "num_tokens: 1",
         f"initial_token: {layout.initial_token}",
         "partitioner: org.apache.cassandra.dht.Murmur3Partitioner",
@@ -167,10 +190,20 @@ def cassandra_yaml(layout: NodeLayout, *, seed: str, concurrent_writes: int) -> 
         # A dev node: DROP and TRUNCATE need not flush and snapshot first (a flush
         # builds the on-disk vector index, which takes tens of seconds).
         "auto_snapshot: false",
-        "authenticator: AllowAllAuthenticator",
+        f"authenticator: {'PasswordAuthenticator' if security.auth else 'AllowAllAuthenticator'}",
         "authorizer: AllowAllAuthorizer",
         "start_native_transport: true",
     ]
+    if security.keystore is not None:
+        lines += [
+            "client_encryption_options:",
+            "  enabled: true",
+            "  optional: false",  # TLS only: a plaintext client is dropped
+            f"  keystore: {security.keystore}",
+            f"  keystore_password: {security.keystore_password}",
+            "  store_type: PKCS12",
+            "  require_client_auth: false",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -212,16 +245,18 @@ def nodetool_command(
         f"{layout.conf_dir}{os.pathsep}{lib_dir}/*",
         "org.apache.cassandra.tools.NodeTool",
         "-h",
-        layout.address if layout.index == 1 else "127.0.0.1",
+        "127.0.0.1",  # JMX's local-only listener
         "-p",
         str(layout.jmx_port),
         *args,
     ]
 
 
-def write_node_files(layout: NodeLayout, *, seed: str, concurrent_writes: int) -> None:
+def write_node_files(
+    layout: NodeLayout, *, seed: str, concurrent_writes: int, security: Security = Security()
+) -> None:
     for sub in ("conf", "data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs"):
         (layout.root / sub).mkdir(parents=True, exist_ok=True)
-    yaml = cassandra_yaml(layout, seed=seed, concurrent_writes=concurrent_writes)
+    yaml = cassandra_yaml(layout, seed=seed, concurrent_writes=concurrent_writes, security=security)
     (layout.conf_dir / "cassandra.yaml").write_text(yaml)
     (layout.conf_dir / "logback.xml").write_text(_LOGBACK.format(log_dir=layout.log_dir))

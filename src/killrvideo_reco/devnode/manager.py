@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._artifacts import ensure_cassandra_jars
-from ._config import NodeLayout, jvm_command, nodetool_command, write_node_files
+from ._config import NodeLayout, Security, jvm_command, nodetool_command, write_node_files
+from ._tls import DevTls
 
 _READY_LINE = "Starting listening for CQL clients"
+# PasswordAuthenticator creates its default superuser just after CQL listens.
+_SUPERUSER_LINE = "Created default superuser role"
+# The superuser that PasswordAuthenticator creates on a new node: a dev node's
+# well-known credentials (production clusters replace it).
+DEV_USERNAME = "cassandra"
+DEV_PASSWORD = "cassandra"
 _POLL_S = 0.25
 
 
@@ -45,6 +52,12 @@ class DevClusterConfig:
     storage_port: int = 7000
     concurrent_writes: int = field(default_factory=lambda: os.cpu_count() or 2)
     java: str = "java"
+    # The first node's loopback address; the others follow it (127.0.0.1..N by
+    # default). A cluster with its own state directory takes other addresses,
+    # so it never disturbs the shared dev node on 127.0.0.1.
+    first_address: str = "127.0.0.1"
+    auth: bool = False  # PasswordAuthenticator, user cassandra / cassandra
+    tls: bool = False  # client encryption only; clients trust tls_ca_pem
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,16 @@ def _port_open(address: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def _first_octet(address: str, nodes: int) -> int:
+    parts = address.split(".")
+    if len(parts) != 4 or parts[:3] != ["127", "0", "0"] or not parts[3].isdigit():
+        raise ValueError(f"a dev node address must be 127.0.0.N, not {address!r}")
+    first = int(parts[3])
+    if not 1 <= first <= 255 - nodes:
+        raise ValueError(f"127.0.0.{first} leaves no room for {nodes} node(s)")
+    return first
+
+
 def tail(path: Path, lines: int = 60) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -86,6 +109,8 @@ class DevCluster:
     def __init__(self, config: DevClusterConfig) -> None:
         self.config = config
         root = config.state_dir / "cluster"
+        first = _first_octet(config.first_address, config.nodes)
+        self.tls = DevTls(config.state_dir / "tls")
         self.layouts = [
             NodeLayout(
                 index=i,
@@ -93,6 +118,7 @@ class DevCluster:
                 root=root / f"node{i}",
                 native_port=config.native_port,
                 storage_port=config.storage_port,
+                host=0 if first == 1 else first + i - 1,
             )
             for i in range(1, config.nodes + 1)
         ]
@@ -100,6 +126,20 @@ class DevCluster:
     @property
     def contact_points(self) -> list[str]:
         return [layout.address for layout in self.layouts]
+
+    @property
+    def tls_ca_pem(self) -> Path | None:
+        """The CA certificate clients must trust, when the nodes serve TLS."""
+        return self.tls.ca_pem if self.config.tls else None
+
+    def _security(self, layout: NodeLayout) -> Security:
+        if not self.config.tls:
+            return Security(auth=self.config.auth)
+        return Security(
+            auth=self.config.auth,
+            keystore=self.tls.keystore(layout.address),
+            keystore_password=self.tls.password(),
+        )
 
     # -- process bookkeeping -------------------------------------------------
 
@@ -156,6 +196,8 @@ class DevCluster:
         )
         deadline = time.monotonic() + timeout_s
         with self._lock():
+            if self.config.tls:
+                self.tls.ensure(self.contact_points)
             seed, *others = self.layouts
             # The seed first: the other nodes need it to join the ring.
             self._start_one(seed, lib_dir=lib_dir, deadline=deadline)
@@ -176,7 +218,12 @@ class DevCluster:
         if status.state == "starting":
             return 0
         seed = self.layouts[0].address
-        write_node_files(layout, seed=seed, concurrent_writes=self.config.concurrent_writes)
+        write_node_files(
+            layout,
+            seed=seed,
+            concurrent_writes=self.config.concurrent_writes,
+            security=self._security(layout),
+        )
         offset = layout.system_log.stat().st_size if layout.system_log.exists() else 0
         cmd = jvm_command(layout, lib_dir=lib_dir, heap=self.config.heap, java=self.config.java)
         with layout.console_log.open("ab") as console:
@@ -204,8 +251,10 @@ class DevCluster:
                 raise NodeError(
                     f"{layout.name} exited during start-up", log_tail=self.log_tail(layout)
                 )
-            if self._log_contains(layout, _READY_LINE, log_offset) and _port_open(
-                layout.address, layout.native_port
+            if (
+                self._log_contains(layout, _READY_LINE, log_offset)
+                and _port_open(layout.address, layout.native_port)
+                and self._superuser_ready(layout)
             ):
                 return
             time.sleep(_POLL_S)
@@ -215,6 +264,13 @@ class DevCluster:
             f"{layout.name} did not answer CQL on {layout.address}:{layout.native_port} in time",
             log_tail=self.log_tail(layout),
         )
+
+    def _superuser_ready(self, layout: NodeLayout) -> bool:
+        # Only the first node creates the role; the line stays in its log after
+        # restarts (the appender appends), and the role in system_auth.
+        if not self.config.auth or layout.index != 1:
+            return True
+        return self._log_contains(layout, _SUPERUSER_LINE, 0)
 
     @staticmethod
     def _log_contains(layout: NodeLayout, needle: str, offset: int) -> bool:

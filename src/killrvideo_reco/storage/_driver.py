@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,7 +35,9 @@ from cassandra.pool import NoConnectionsAvailable
 from cassandra.protocol import ErrorMessage, InvalidRequestException
 from cassandra.query import tuple_factory
 
+from ..config import Settings
 from ..errors import InvalidRequest, RecoError, StorageUnavailable
+from ._connect import cluster_options, explain_connect_failure, one_line_logs
 
 try:  # libev is the driver's fastest reactor; the wheels ship it
     from cassandra.io.libevreactor import LibevConnection as _Connection
@@ -104,37 +106,35 @@ def translated() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-def connect(
-    *,
-    contact_points: Sequence[str],
-    port: int,
-    local_dc: str | None,
-    connect_timeout_s: float,
-    request_timeout_s: float,
-    protocol_version: int,
-) -> tuple[Cluster, Session]:
-    """Open a cluster and a session; raise StorageUnavailable if no node answers."""
+def connect(settings: Settings) -> tuple[Cluster, Session]:
+    """Open a cluster and a session; raise StorageUnavailable if no node answers.
+
+    Its message is one line naming the setting to check (storage/_connect.py).
+    """
     profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
-        request_timeout=request_timeout_s,
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
+        request_timeout=settings.request_timeout_s,
         row_factory=tuple_factory,
     )
     cluster = Cluster(
-        contact_points=list(contact_points),
-        port=port,
-        protocol_version=protocol_version,
+        **cluster_options(settings),  # endpoints, credentials, TLS or Astra
+        protocol_version=settings.cassandra_protocol_version,
         connection_class=_Connection,
         # Without TCP_NODELAY a ~6 KiB vector frame meets Nagle plus delayed ACK
         # and every write waits ~40 ms (shared/notes/cassandra-5.md, trap 1).
         sockopts=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=30),
-        connect_timeout=connect_timeout_s,
-        control_connection_timeout=connect_timeout_s,
+        connect_timeout=settings.connect_timeout_s,
+        control_connection_timeout=settings.connect_timeout_s,
     )
     try:
-        with translated():
+        with one_line_logs():
             session = cluster.connect()
+    except DRIVER_ERRORS as exc:
+        cluster.shutdown()
+        kind = type(exc).__name__
+        raise StorageUnavailable(explain_connect_failure(exc, settings), kind=kind) from exc
     except BaseException:
         cluster.shutdown()
         raise

@@ -43,14 +43,7 @@ class CassandraStore:
     @classmethod
     def open(cls, settings: Settings) -> CassandraStore:
         """Connect to the cluster; raise StorageUnavailable when no node answers."""
-        cluster, session = _driver.connect(
-            contact_points=settings.contact_point_list,
-            port=settings.cassandra_port,
-            local_dc=settings.local_dc,
-            connect_timeout_s=settings.connect_timeout_s,
-            request_timeout_s=settings.request_timeout_s,
-            protocol_version=settings.cassandra_protocol_version,
-        )
+        cluster, session = _driver.connect(settings)
         return cls(cluster=cluster, session=session, settings=settings)
 
     def close(self) -> None:
@@ -99,3 +92,8 @@ class CassandraStore:
 
     async def ping(self) -> None:
         await _driver.run_async(self._session, "SELECT release_version FROM system.local")
+
+    def nodes_up(self) -> tuple[int, int]:
+        """(nodes the driver sees up, nodes it knows): for /readyz, no query sent."""
+        hosts = self._cluster.metadata.all_hosts()
+        return sum(1 for h in hosts if h.is_up), len(hosts)

@@ -23,10 +23,18 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Cassandra answers and the vector schema is present",
+    summary="Connected to Cassandra, a node answers, and the vector schema is present",
     responses={503: {"description": "Not ready; the message says why"}},
 )
 async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
+    """Ready means this instance can serve: it is not about the cluster's quorum.
+
+    With too few replicas for a quorum, ingest answers 503 with Retry-After
+    while related videos (KV_RELATED_CONSISTENCY, LOCAL_ONE by default) still
+    answer; /readyz stays 200 and its body counts the nodes up. Taking every
+    instance out of rotation for a cluster-wide fault would turn those quick,
+    retryable 503s into connection errors and stop reads that still work.
+    """
     try:
         await svc.store.ping()
         spec = svc.store.spec
@@ -36,12 +44,15 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
             spec = await asyncio.to_thread(svc.store.load_schema)
     except RecoError as exc:
         return failure(503, exc.message)
+    up, known = svc.store.nodes_up()
     return JSONResponse(
         {
             "status": "ready",
             "dimension": spec.dimension,
             "similarity": spec.similarity.value,
             "column": svc.store.column,
+            "nodesUp": up,
+            "nodes": known,
         }
     )
 

@@ -1,0 +1,144 @@
+"""Capacity on paper: Cassandra's CPU per stored vector, by similarity and RF.
+
+    python bench/capacity.py [--vectors 1500] [--concurrency 16]
+
+Three nodes of their own (127.0.0.21-23, state in KV_STATE_DIR/capacity; the
+shared dev node is never touched, and the nodes are stopped at the end). For
+each similarity and replication factor it writes fresh 1536-dim vectors
+straight through the driver (the service adds no Cassandra work) and reads the
+CPU that the three Cassandra processes spent, from /proc, including the flush
+that builds the on-disk vector index. CPU per vector per replica is what a
+node spends; it does not depend on how many nodes share this machine's cores,
+which raw vectors/s here would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+import uuid
+
+import numpy as np
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Cluster
+from cassandra.concurrent import execute_concurrent_with_args
+
+from _common import cpu_times
+from killrvideo_reco.config import Settings
+from killrvideo_reco.devnode import DevCluster, DevClusterConfig
+
+DIM = 1536
+FIRST = "127.0.0.21"
+
+
+def jvm_cpu(cluster: DevCluster) -> float:
+    total = 0.0
+    for status in cluster.status():
+        assert status.pid is not None, f"{status.name} is not running"
+        user, system = cpu_times(status.pid)
+        total += user + system
+    return total
+
+
+def flush_all(cluster: DevCluster, keyspace: str) -> None:
+    for node in range(1, len(cluster.layouts) + 1):
+        cluster.nodetool("flush", keyspace, node=node, timeout_s=600)
+
+
+def measure(
+    session: object, cluster: DevCluster, *, similarity: str, rf: int, lwt: bool, n: int,
+    concurrency: int, rng: np.random.Generator,
+) -> dict[str, float]:  # fmt: skip
+    ks = f"cap_{similarity[:3]}_rf{rf}_{'lwt' if lwt else 'plain'}"
+    run = session.execute  # type: ignore[attr-defined]
+    run(f"DROP KEYSPACE IF EXISTS {ks}", timeout=300)
+    run(
+        f"CREATE KEYSPACE {ks} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}",
+        timeout=60,
+    )
+    run(f"CREATE TABLE {ks}.videos (videoid uuid PRIMARY KEY, name text, v vector<float, {DIM}>)")
+    run(
+        f"CREATE CUSTOM INDEX ON {ks}.videos (v) USING 'StorageAttachedIndex' "
+        f"WITH OPTIONS = {{'similarity_function': '{similarity}'}}",
+        timeout=120,
+    )
+    ids = [uuid.uuid4() for _ in range(n)]
+    insert = session.prepare(f"INSERT INTO {ks}.videos (videoid, name) VALUES (?, ?)")  # type: ignore[attr-defined]
+    insert.consistency_level = ConsistencyLevel.QUORUM
+    execute_concurrent_with_args(session, insert, [(i, "v") for i in ids], concurrency=64)
+    flush_all(cluster, ks)  # the rows' own flush is not the vectors' cost
+    cql = f"UPDATE {ks}.videos SET v = ? WHERE videoid = ?" + (" IF EXISTS" if lwt else "")
+    write = session.prepare(cql)  # type: ignore[attr-defined]
+    write.consistency_level = ConsistencyLevel.QUORUM
+    write.serial_consistency_level = ConsistencyLevel.SERIAL
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    args = [(vectors[i].tolist(), ids[i]) for i in range(n)]
+    cpu0, t0 = jvm_cpu(cluster), time.monotonic()
+    results = execute_concurrent_with_args(
+        session, write, args, concurrency=concurrency, raise_on_first_error=False
+    )
+    wall = time.monotonic() - t0
+    cpu_write = jvm_cpu(cluster) - cpu0
+    failed = sum(1 for ok, _ in results if not ok)
+    flush_all(cluster, ks)
+    cpu_all = jvm_cpu(cluster) - cpu0
+    run(f"DROP KEYSPACE {ks}", timeout=300)
+    replicas = n * rf
+    return {
+        "vectors_per_s": n / wall,
+        "cpu_ms_per_replica_write": 1000 * cpu_write / replicas,
+        "cpu_ms_per_replica_total": 1000 * cpu_all / replicas,
+        "failed": failed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vectors", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    state = Settings().state_dir / "capacity"
+    cluster = DevCluster(DevClusterConfig(nodes=3, first_address=FIRST, state_dir=state))
+    cluster.stop(timeout_s=60)
+    shutil.rmtree(state / "cluster", ignore_errors=True)
+    cluster.start(timeout_s=600)
+    driver = Cluster(cluster.contact_points, protocol_version=5)
+    try:
+        session = driver.connect()
+        rng = np.random.default_rng(5)
+        rows = []
+        # The first writes pay for the JVMs' JIT compilation: a discarded run first.
+        measure(
+            session, cluster, similarity="cosine", rf=3, lwt=True, n=args.vectors // 2,
+            concurrency=args.concurrency, rng=rng,
+        )  # fmt: skip
+        # Plain and IF EXISTS side by side, per similarity and RF: their ratio is Paxos.
+        plan = [
+            (s, rf, lwt)
+            for s in ("dot_product", "euclidean", "cosine")
+            for rf in (1, 3)
+            for lwt in (False, True)
+        ]
+        for similarity, rf, lwt in plan:
+            r = measure(
+                session, cluster, similarity=similarity, rf=rf, lwt=lwt, n=args.vectors,
+                concurrency=args.concurrency, rng=rng,
+            )  # fmt: skip
+            rows.append((similarity, rf, lwt, r))
+            print(
+                f"{similarity:<12} RF={rf} {'IF EXISTS' if lwt else 'plain    '} "
+                f"{r['vectors_per_s']:7.1f} vectors/s on this machine, "
+                f"CPU per vector per replica {r['cpu_ms_per_replica_write']:6.2f} ms writing, "
+                f"{r['cpu_ms_per_replica_total']:6.2f} ms with flush, failed {r['failed']:.0f}",
+                flush=True,
+            )
+    finally:
+        driver.shutdown()
+        for status in cluster.stop(timeout_s=120):
+            print(f"{status.name} {status.state}")
+
+
+if __name__ == "__main__":
+    main()
