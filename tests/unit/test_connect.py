@@ -6,6 +6,7 @@ a bundle and a token become, which is everything of ours on that path.
 
 from __future__ import annotations
 
+import os
 import ssl
 import zipfile
 from pathlib import Path
@@ -20,6 +21,14 @@ from killrvideo_reco.storage._connect import cluster_options, explain_connect_fa
 
 # Short: pydantic elides the middle of a long input it quotes, which would hide a leak.
 SECRET = "pw-7f3a9"
+
+
+@pytest.fixture(autouse=True)
+def _no_kv_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests build settings from explicit values; a cluster the suite was
+    # told to keep (KV_TEST_ALLOW_REMOTE) must not leak into them.
+    for name in [n for n in os.environ if n.startswith("KV_")]:
+        monkeypatch.delenv(name)
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -82,7 +91,7 @@ def test_astra_takes_the_bundle_and_the_token_and_nothing_else(tmp_path: Path) -
         ({"cassandra_password": SECRET}, "KV_CASSANDRA_USERNAME"),
         ({"astra_token": "AstraCS:x"}, "KV_ASTRA_SECURE_CONNECT_BUNDLE"),
         ({"consistency": "MOSTLY"}, "KV_CONSISTENCY"),
-        ({"related_consistency": "SERIAL"}, "KV_RELATED_CONSISTENCY"),
+        ({"related_consistency": "EVENTUALLY"}, "KV_RELATED_CONSISTENCY"),
     ],
 )
 def test_incomplete_or_wrong_settings_are_refused_naming_the_setting(
@@ -109,7 +118,7 @@ def test_a_missing_ca_file_is_refused_at_start_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KV_CASSANDRA_TLS_CA_FILE", str(tmp_path / "nope.pem"))
-    with pytest.raises(ConfigError, match="cassandra_tls_ca_file"):
+    with pytest.raises(ConfigError, match="KV_CASSANDRA_TLS_CA_FILE"):
         load_settings()
 
 
