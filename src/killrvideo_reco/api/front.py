@@ -171,22 +171,13 @@ class Front:
                 await _answer_500(answer.send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _encode(
-            {"status": "failed", "message": "the service is shutting down; retry after Retry-After"}
+        await _answer(
+            send,
+            503,
+            "the service is shutting down; retry after Retry-After",
+            (b"retry-after", self._retry_after),
+            (b"connection", b"close"),
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", self._retry_after),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
     def _record(
         self, scope: Scope, noted: Note, request_id: str, status: int, seconds: float
@@ -241,14 +232,20 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 async def _answer_500(send: Send) -> None:
-    body = _encode({"status": "failed", "message": "internal error"})
+    await _answer(send, 500, "internal error")
+
+
+async def _answer(send: Send, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
+    """An answer in the spec's failure shape, sent straight to the ASGI server."""
+    body = _encode({"status": "failed", "message": message})
     await send(
         {
             "type": "http.response.start",
-            "status": 500,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
