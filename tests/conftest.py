@@ -18,10 +18,10 @@ import ipaddress
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Generator, Iterator
@@ -38,6 +38,8 @@ from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
+
+from .proc import Child
 
 KV = str(Path(sys.executable).with_name("kv-reco"))
 DIM = 1536
@@ -219,51 +221,47 @@ def free_port() -> int:
 
 
 class Service:
-    """A real `kv-reco serve` process with this environment: ``url`` while it runs,
-    ``output`` (its stdout and stderr) once ``stop`` has returned."""
+    """A real `kv-reco serve` process with this environment: ``url`` while it runs;
+    ``output`` (its stdout and stderr, drained as it writes) at any time."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, ready_timeout_s: float = 60) -> None:
         self.env = env
         self.url = f"http://127.0.0.1:{free_port()}"
-        self.output = ""
-        self.proc: subprocess.Popen[str] | None = None
+        self.ready_timeout_s = ready_timeout_s
+        self.child = Child([KV, "serve", "--port", self.url.rsplit(":", 1)[1]], env=env)
+
+    @property
+    def output(self) -> str:
+        return self.child.output
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.child.proc is not None, "not started"
+        return self.child.proc
 
     def __enter__(self) -> Service:
-        self.proc = subprocess.Popen(
-            [KV, "serve", "--port", self.url.rsplit(":", 1)[1]],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, f"serve exited:\n{self.proc.communicate()[0]}"
-            time.sleep(0.2)
-        self.proc.kill()
-        pytest.fail(f"serve did not become ready:\n{self.proc.communicate()[0]}")
+        self.child.start()
+        try:
+            self.child.wait_for(
+                self._ready, what="serve to answer /readyz 200", timeout_s=self.ready_timeout_s
+            )
+        except BaseException:
+            self.child.stop(signum=signal.SIGKILL)
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, *, timeout_s: float = 30) -> int:
         """SIGTERM, then wait for the exit; its return code (-15: uvicorn re-raised SIGTERM)."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.terminate()
-        try:
-            self.output = self.proc.communicate(timeout=timeout_s)[0]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.output = self.proc.communicate()[0]
-            raise
-        return self.proc.returncode
+        return self.child.stop(timeout_s=timeout_s)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.stop()
+        self.child.stop()
 
 
 @contextlib.contextmanager

@@ -62,10 +62,16 @@ def fuzz_target(workdir: Path, keyspace: str | None = None) -> Iterator[tuple[st
     env = {**os.environ, "KV_KEYSPACE": keyspace, "KV_STATE_DIR": str(workdir / "state")}
     env.pop("KV_JWT_SECRET", None)
     if own_keyspace:
-        subprocess.run([KV, "schema", "apply"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [KV, "schema", "apply"], env=env, check=True, capture_output=True, timeout=120
+        )
     for i in range(3):
         subprocess.run(
-            [KV, "videos", "add", "--name", f"fuzz {i}"], env=env, check=True, capture_output=True
+            [KV, "videos", "add", "--name", f"fuzz {i}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     token = subprocess.run(
         [KV, "token", "--role", "creator", "--ttl", "86400"],
@@ -73,6 +79,7 @@ def fuzz_target(workdir: Path, keyspace: str | None = None) -> Iterator[tuple[st
         check=True,
         capture_output=True,
         text=True,
+        timeout=60,
     ).stdout.strip()
     port = free_port()
     log = workdir / "serve.log"
@@ -93,12 +100,20 @@ def fuzz_target(workdir: Path, keyspace: str | None = None) -> Iterator[tuple[st
         yield url, token, log
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
         if own_keyspace:
             with contextlib.suppress(subprocess.CalledProcessError):
                 drop = f"DROP KEYSPACE IF EXISTS {keyspace}"
                 subprocess.run(
-                    [sys.executable, "-c", _DROP, drop], env=env, check=True, capture_output=True
+                    [sys.executable, "-c", _DROP, drop],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
                 )
 
 
@@ -132,7 +147,9 @@ def fuzz(
             "--report", "har", "--report-har-path", str(har),
             "--no-color",
         ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        # A round sends --max-examples per operation, each bounded by
+        # --request-timeout; the whole round gets a deadline of its own too.
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         result.rounds += 1
         entries = json.loads(har.read_text())["log"]["entries"] if har.exists() else []
         if not entries:

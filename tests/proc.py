@@ -137,9 +137,15 @@ class Child:
         """Its exit status; ``subprocess.TimeoutExpired`` if it is still running after the deadline."""
         assert self.proc is not None, "not started"
         rc = self.proc.wait(timeout_s)
+        self._close()
+        return rc
+
+    def _close(self) -> None:
+        assert self.proc is not None
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         for drain in self._drains:
             drain.close()
-        return rc
 
     def wait_for(
         self, condition: Callable[[], object], *, what: str, timeout_s: float = 60
@@ -172,24 +178,22 @@ class Child:
         return found[0]
 
     def stop(self, *, timeout_s: float = 30, signum: int = signal.SIGTERM) -> int:
-        """Signal it (SIGTERM by default), wait up to ``timeout_s``, then SIGKILL. Its exit status."""
+        """Signal it (SIGTERM by default), wait up to ``timeout_s``, then SIGKILL. Its exit status;
+        ``subprocess.TimeoutExpired`` (once it is killed and reaped) if it outlived the deadline."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-                for drain in self._drains:
-                    drain.close()
-                raise
-        else:
-            self.proc.wait(30)
-        for drain in self._drains:
-            drain.close()
-        return self.proc.returncode
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+                try:
+                    self.proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(30)
+                    raise
+            return self.proc.wait(30)
+        finally:
+            self._close()
 
     def tail(self, chars: int = 3000) -> str:
         return self.output[-chars:]

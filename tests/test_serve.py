@@ -28,6 +28,7 @@ def test_readme_curl_gets_202_and_the_vector_is_in_cassandra(
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     ).stdout.strip()
     token = subprocess.run(
         [KV, "token", "--role", "creator"], env=env, capture_output=True, text=True, check=True
@@ -37,7 +38,7 @@ def test_readme_curl_gets_202_and_the_vector_is_in_cassandra(
     curl = subprocess.run(
         ["curl", "-s", "-w", "\n%{http_code}", "-X", "POST", f"{url}/api/v1/reco/ingest",
          "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json", "--data", f"@{body}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     payload, status = curl.stdout.rsplit("\n", 1)
     assert status == "202", payload

@@ -94,12 +94,13 @@ async def test_sigterm_under_load_drains_finishes_in_flight_and_exits_in_time(
 
             workers = [asyncio.create_task(load(w)) for w in range(12)]
             sent_at = await terminate()
-            await asyncio.gather(*workers)  # each ends at its first refused connection
+            # Each ends at its first refused connection; each request has httpx's deadline.
+            await asyncio.wait_for(asyncio.gather(*workers), 300)
             # Draining has begun (the load saw it): finish the slow request now.
             writer = held[0]
             writer.write(bodies[slow][len(bodies[slow]) // 2 :])
             await writer.drain()
-            answer = await writer.reader.read()  # type: ignore[attr-defined]
+            answer = await asyncio.wait_for(writer.reader.read(), 60)  # type: ignore[attr-defined]
             writer.close()
         # The stuck request never completes: the server must give up on it in time.
         code = await asyncio.to_thread(service.stop, timeout_s=SHUTDOWN_TIMEOUT_S + 30)

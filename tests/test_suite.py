@@ -67,7 +67,7 @@ def test_a_failure_prints_its_seed_and_the_seed_replays_it(tmp_path: Path) -> No
 
 def test_leftover_keyspaces_of_gone_sessions_are_dropped(store: CassandraStore) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone.wait(60)
     leftover = f"kv_test_{gone.pid}_left_{os.urandom(2).hex()}"
     mine = scratch_keyspace("mine")
     for name in (leftover, mine):

@@ -17,14 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
-from ..conftest import DIM, KV, free_port, service_env
+from ..conftest import DIM, KV, Service, service_env
 
 INGEST = "/api/v1/reco/ingest"
 BATCH = "/api/v1/reco/ingest/batch"
@@ -32,53 +31,37 @@ VID = "123e4567-e89b-12d3-a456-426614174000"
 
 
 class Server:
-    """A `kv-reco serve` process whose log goes to a file the test can read."""
+    """A `kv-reco serve` process whose log the test can read while it runs."""
 
-    def __init__(self, url: str, env: dict[str, str], log: Path) -> None:
-        self.url = url
-        self.env = env
-        self.port = int(url.rsplit(":", 1)[1])
-        self.log = log
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.url = service.url
+        self.env = service.env
+        self.port = int(service.url.rsplit(":", 1)[1])
 
     def token(self, role: str = "creator") -> str:
         return subprocess.run(
-            [KV, "token", "--role", role], env=self.env, capture_output=True, text=True, check=True
+            [KV, "token", "--role", role],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout.strip()
 
     def wait_for_log(self, needle: str, *, timeout_s: float = 30) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            text = self.log.read_text()
-            if needle in text:
-                return text
-            time.sleep(0.1)
-        pytest.fail(f"{needle!r} never appeared in the log:\n{self.log.read_text()[-3000:]}")
+        self.service.child.wait_for(
+            lambda: needle in self.service.output,
+            what=f"{needle!r} in the log",
+            timeout_s=timeout_s,
+        )
+        return self.service.output
 
 
 @contextlib.contextmanager
 def run_server(keyspace: str, tmp: Path, **env_extra: str) -> Iterator[Server]:
-    env = service_env(keyspace, tmp / "state", **env_extra)
-    port = free_port()
-    log = tmp / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [KV, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"serve did not become ready:\n{log.read_text()}")
-        yield Server(url, env, log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with Service(service_env(keyspace, tmp / "state", **env_extra)) as service:
+        yield Server(service)
 
 
 @pytest.fixture(scope="module")

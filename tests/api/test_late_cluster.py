@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
 from ..conftest import DIM, KV, free_port, service_env
+from ..proc import Child
 
 
 @contextlib.contextmanager
@@ -61,13 +61,13 @@ def relay(port: int, target: tuple[str, int]) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        acceptor.join()
+        acceptor.join(10)  # it polls stop every 0.2 s
         server.close()
         for s in sockets:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-        for thread in threads:
-            thread.join()
+        for thread in threads:  # their sockets are shut down: recv returns at once
+            thread.join(10)
         for s in sockets:
             s.close()
 
@@ -105,14 +105,7 @@ def test_serve_starts_without_cassandra_and_connects_when_it_appears(
     vector = np.random.default_rng(7).standard_normal(DIM).astype(np.float32)
     body = {"videoId": str(video.videoid), "vector": vector.tolist()}
     url = f"http://127.0.0.1:{http_port}"
-    proc = subprocess.Popen(
-        [KV, "serve", "--port", str(http_port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with Child([KV, "serve", "--port", str(http_port)], env=env) as serve:
         assert _wait(f"{url}/healthz", 200, 30).status_code == 200
         not_ready = httpx.get(f"{url}/readyz")
         assert not_ready.status_code == 503
@@ -128,9 +121,7 @@ def test_serve_starts_without_cassandra_and_connects_when_it_appears(
             assert ready.status_code == 200, ready.text
             accepted = httpx.post(f"{url}/api/v1/reco/ingest", json=body, headers=headers)
             assert accepted.status_code == 202, accepted.text
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
+    output = serve.output
     assert "answering 503 and retrying in the background" in output, output[-2000:]
     assert "connected to Cassandra; accepting requests" in output, output[-2000:]
     assert "Traceback" not in output, output[-3000:]

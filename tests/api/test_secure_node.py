@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.errors import StorageUnavailable
 from killrvideo_reco.storage import CassandraStore
 
-from ..conftest import KV, free_port, service_env, token_for
+from ..conftest import KV, Service, free_port, service_env, token_for
 
 ADDRESS = "127.0.0.10"
 DIM = 64
@@ -108,7 +107,8 @@ def test_the_api_ingests_and_reads_back_through_auth_and_tls(
         )
         rng = np.random.default_rng(10)
         vectors = rng.standard_normal((len(videos), DIM)).astype(np.float32)
-        with _Served(env) as (url, output):
+        with Service(env) as service:
+            url = service.url
             headers = {"Authorization": f"Bearer {_token(env)}"}
             for video, vector in zip(videos, vectors, strict=True):
                 body = {"videoId": str(video.videoid), "vector": vector.tolist()}
@@ -128,8 +128,9 @@ def test_the_api_ingests_and_reads_back_through_auth_and_tls(
             assert np.array_equal(np.asarray(row["content_features"], np.float32), vector)
     finally:
         store.close()
-    assert "connected" in output[0] or "ingesting" in output[0], output[0][-2000:]
-    assert password not in output[0], "the Cassandra password reached the service's log"
+    output = service.output
+    assert "connected" in output or "ingesting" in output, output[-2000:]
+    assert password not in output, "the Cassandra password reached the service's log"
 
 
 def test_a_wrong_password_is_refused_with_one_line_naming_the_settings(secure_node: Path) -> None:
@@ -202,32 +203,3 @@ def test_an_unreachable_host_names_the_endpoint_settings() -> None:
 def _token(env: dict[str, str]) -> str:
     settings = Settings(state_dir=Path(env["KV_STATE_DIR"]), jwt_secret=None)
     return token_for(settings, "creator")
-
-
-class _Served:
-    """`kv-reco serve` with this environment; yields its URL and, after, its output."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env, self.output = env, [""]
-
-    def __enter__(self) -> tuple[str, list[str]]:
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [KV, "serve", "--port", str(port)], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    return url, self.output
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.proc.kill()
-        pytest.fail(f"serve did not become ready:\n{self.proc.communicate()[0]}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.output[0] = self.proc.communicate(timeout=30)[0]

@@ -16,6 +16,7 @@ from killrvideo_reco.storage import CassandraStore
 
 from ..conftest import DIM, KV
 from ..gate import GatedProxy
+from ..proc import Child
 
 Served = tuple[str, dict[str, str]]
 
@@ -101,26 +102,22 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
         # Ctrl-C as a terminal delivers it: a suite started in the background
         # (`make test &`, some CI runners) ignores SIGINT, and a child inherits
         # that, so Python would never raise KeyboardInterrupt in it.
-        first = subprocess.Popen(
+        first = Child(
             args,
             env=env,
-            stderr=subprocess.PIPE,
-            text=True,
+            merge_stderr=False,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
         def saved() -> int:
             return int(json.loads(checkpoint.read_text())["done"]) if checkpoint.exists() else 0
 
-        try:
+        with first:
             gate.wait_for(lambda: gate.held and saved() == 40, what="the 11th batch")
             first.send_signal(signal.SIGINT)
-            stderr = first.communicate(timeout=60)[1]
-        finally:
-            if first.poll() is None:  # something else went wrong: do not leave it running
-                first.kill()
-                first.communicate()
-    assert first.returncode == 130, stderr
+            first.wait(60)
+        stderr = first.stderr
+    assert first.returncode == 130, first.output[-3000:]
     assert "run the same command to resume" in stderr
     done_before = json.loads(checkpoint.read_text())["done"]
     assert done_before == 40

@@ -29,7 +29,9 @@ def test_serving_imports_none_of_the_extras() -> None:
         "import sys, killrvideo_reco.cli.main, killrvideo_reco.api.app; "
         f"print(sorted(m for m in {EXTRA_MODULES!r} if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -47,7 +49,7 @@ def test_a_command_without_its_extra_says_what_to_install(tmp_path: Path) -> Non
         "from killrvideo_reco.cli.main import app\n"
         f"app(['ingest', {str(vectors)!r}])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: this command needs the 'tools' extra (httpx is not installed): run "
