@@ -84,3 +84,24 @@ def test_leftover_keyspaces_of_gone_sessions_are_dropped(store: CassandraStore) 
     finally:
         store.schema.execute(f"DROP KEYSPACE IF EXISTS {mine}")
         store.schema.execute(f"DROP KEYSPACE IF EXISTS {leftover}")
+
+
+def test_a_hung_test_fails_at_its_deadline_and_prints_every_threads_stack(tmp_path: Path) -> None:
+    # The project's own configuration (pyproject.toml) with the deadline cut
+    # short: what a hang in CI would print, in seconds instead of minutes.
+    test = tmp_path / "test_hang.py"
+    test.write_text(
+        "import threading\n"
+        "def test_hang():\n"
+        "    stuck = threading.Event()\n"
+        "    def blocked_worker():\n"
+        "        stuck.wait()\n"
+        "    threading.Thread(target=blocked_worker, daemon=True).start()\n"
+        "    stuck.wait()\n"
+    )
+    done = pytest_run(
+        "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), "-o", "timeout=2", str(test)
+    )
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-3000:]
+    assert "Failed: Timeout (>2.0s) from pytest-timeout" in done.stdout, done.stdout[-3000:]
+    assert re.search(r"Stack of Thread-\d+ \(blocked_worker\)", done.stdout), done.stdout[-3000:]
