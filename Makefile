@@ -66,6 +66,9 @@ test-unit: $(DEV_STAMP) ## The unit tests alone: no node needed, a few seconds
 	$(BIN)/pytest tests/unit
 
 # The documentation site (docs/, mkdocs.yml): Material for MkDocs, no CDN assets.
+# Material prints a banner at every build (its end of life, May 2027, and
+# zensical as its successor); the choice is explained in pyproject.toml.
+export NO_MKDOCS_2_WARNING := 1
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(DEV_STAMP)
 	$(BIN)/pip install --quiet -e '.[tools,embed,dev,docs]'

@@ -7,7 +7,7 @@ build/docs-generated/, Markdown that the pages include with pymdownx.snippets:
 - settings.md: the `KV_` table, from `Settings` (src/killrvideo_reco/config.py): each
   field's name, its default and its docstring;
 - openapi.md: the operations of the OpenAPI document that `create_app(...).openapi()`
-  serves, and the whole document; openapi.json is written next to the built site;
+  serves, and the whole document, also published as openapi.json in the site;
 - benchmarks.md: every results file the benchmarks wrote (bench/results/*.summary.json,
   see bench/_results.py), with the commit, date and machine it came from.
 
@@ -41,17 +41,12 @@ CLI_ONLY = frozenset({"KV_API_TOKEN"})
 
 def _default(field: Any) -> str:
     if field.default_factory is not None:
-        # Paths under the home directory: show them as a reader's own, not the builder's.
+        # Paths under the home directory: shown as a reader's own, not the builder's.
         saved = {k: os.environ.pop(k, None) for k in ("XDG_STATE_HOME", "XDG_CACHE_HOME")}
-        home, os.environ["HOME"] = os.environ.get("HOME"), "~"
         try:
-            value = field.default_factory()
+            value = str(field.default_factory()).replace(str(Path.home()), "~", 1)
         finally:
             os.environ.update({k: v for k, v in saved.items() if v is not None})
-            if home is None:
-                del os.environ["HOME"]
-            else:
-                os.environ["HOME"] = home
     else:
         value = field.default
     if value is None:
@@ -243,9 +238,17 @@ def on_pre_build(config: Any) -> None:
     _document.update(generate())
 
 
+def on_files(files: Any, config: Any) -> Any:
+    # The document itself, as a file of the site, so that the page can link to it.
+    from mkdocs.structure.files import File
+
+    content = json.dumps(_document, indent=2) + "\n"
+    files.append(File.generated(config, "openapi.json", content=content))
+    return files
+
+
 def on_post_build(config: Any) -> None:
     site = Path(config["site_dir"])
-    (site / "openapi.json").write_text(json.dumps(_document, indent=2) + "\n")
     found = [f"{path}: {url}" for path, url in external_assets(site)]
     if found:
         from mkdocs.exceptions import PluginError
