@@ -17,6 +17,7 @@ CDN script or stylesheet): the site must work offline.
 
 from __future__ import annotations
 
+import html
 import html.parser
 import json
 import os
@@ -125,17 +126,24 @@ def results_files(directory: Path = RESULTS) -> list[Path]:
     return sorted(directory.glob(RESULTS_GLOB))
 
 
+def _text(value: object) -> str:
+    """Markdown for a value a benchmark wrote: `<` and `&` kept literal outside code spans."""
+    parts = str(value).replace("|", "\\|").split("`")
+    return "`".join(p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts))
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        value = f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value).replace("|", "\\|")
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 1000 else 0
+        value = f"{value:.{digits}f}"
+    return _text(value)
 
 
 def benchmark_section(result: dict[str, Any]) -> str:
     machine = result.get("machine", {})
     dirty = " (with uncommitted changes)" if result.get("dirty") else ""
     lines = [
-        f"### {result['title']}",
+        f"### {_text(result['title'])}",
         "",
         f"`{result['command']}`, at commit `{result['commit']}`{dirty}, {result['date']}, "
         f"on {machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', 'unknown CPU')}), "
@@ -144,12 +152,12 @@ def benchmark_section(result: dict[str, Any]) -> str:
     ]
     for table in result.get("tables", []):
         if table.get("title"):
-            lines += [f"**{table['title']}**", ""]
+            lines += [f"**{_text(table['title'])}**", ""]
         lines.append("| " + " | ".join(_cell(c) for c in table["columns"]) + " |")
         lines.append("|" + "---|" * len(table["columns"]))
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
         lines.append("")
-    lines += [f"- {note}" for note in result.get("notes", [])]
+    lines += [f"- {_text(note)}" for note in result.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 

@@ -49,8 +49,8 @@ def test_a_summary_the_bench_helper_writes_is_rendered_with_its_stamp(
     path = results.write_summary(
         "ingest_latency",
         title="Sequential ingest latency",
-        tables=[results.table(["", "p99"], [["the service, ms", 23.25], ["ratio", "1.07x"]])],
-        notes=["7 sequential ingests each way"],
+        tables=[results.table(["", "p99"], [["the service, ms", 23.44], ["ratio", "1.07x"]])],
+        notes=["7 sequential ingests each way, vector<float, 1536>"],
     )
     assert path == tmp_path / "ingest_latency.summary.json"
     stamp = json.loads(path.read_text())
@@ -62,8 +62,8 @@ def test_a_summary_the_bench_helper_writes_is_rendered_with_its_stamp(
     assert "### Sequential ingest latency" in page
     assert f"at commit `{stamp['commit']}`" in page
     assert "`python bench/ingest_latency.py --requests 7`" in page
-    assert "| the service, ms | 23.2 |" in page
-    assert "- 7 sequential ingests each way" in page
+    assert "| the service, ms | 23.4 |" in page
+    assert "- 7 sequential ingests each way, vector&lt;float, 1536&gt;" in page
     assert "No results" not in page
 
 
