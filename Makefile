@@ -78,7 +78,7 @@ docs: $(DOCS_STAMP) ## Serve the documentation site on http://127.0.0.1:8000, re
 	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 docs-check: $(DOCS_STAMP) ## Build the documentation site strictly into build/site: a broken link, a missing page or a CDN asset fails
-	$(BIN)/mkdocs build --strict --site-dir build/site
+	$(BIN)/mkdocs build --strict
 
 BROWSER_STAMP := $(VENV)/.browser-installed
 $(BROWSER_STAMP): $(DOCS_STAMP)
