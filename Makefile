@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser test-faults lint fuzz soak bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser test-faults lint docs docs-check fuzz soak bench bench-recall bench-large latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,19 +59,34 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
 	  wait $$pid'
 
-test: $(DEV_STAMP) cassandra-up lint ## Set up everything, lint, and run the whole test suite against a real node
+test: $(DEV_STAMP) cassandra-up lint docs-check ## Set up everything, lint, build the docs strictly, and run the whole test suite against a real node
 	$(BIN)/pytest
 
 test-unit: $(DEV_STAMP) ## The unit tests alone: no node needed, a few seconds
 	$(BIN)/pytest tests/unit
 
-BROWSER_STAMP := $(VENV)/.browser-installed
-$(BROWSER_STAMP): $(DEV_STAMP)
-	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium))
-	$(BIN)/pip install --quiet -e '.[tools,embed,dev,browser]'
+# The documentation site (docs/, mkdocs.yml): Material for MkDocs, no CDN assets.
+# Material prints a banner at every build (its end of life, May 2027, and
+# zensical as its successor); the choice is explained in pyproject.toml.
+export NO_MKDOCS_2_WARNING := 1
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(DEV_STAMP)
+	$(BIN)/pip install --quiet -e '.[tools,embed,dev,docs]'
 	@touch $@
 
-test-browser: cassandra-up $(BROWSER_STAMP) ## /docs in headless Chromium (Debian's) via Playwright; screenshot in build/test-artifacts/
+docs: $(DOCS_STAMP) ## Serve the documentation site on http://127.0.0.1:8000, rebuilt on every save
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
+docs-check: $(DOCS_STAMP) ## Build the documentation site strictly into build/site: a broken link, a missing page or a CDN asset fails
+	$(BIN)/mkdocs build --strict
+
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(DOCS_STAMP)
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium))
+	$(BIN)/pip install --quiet -e '.[tools,embed,dev,docs,browser]'
+	@touch $@
+
+test-browser: cassandra-up $(BROWSER_STAMP) ## /docs and the docs site in headless Chromium (Debian's) via Playwright; screenshots in build/test-artifacts/
 	$(BIN)/pytest --browser tests/browser
 
 # Not part of make test: three more nodes (about 1.5 GB of memory each) and
@@ -81,8 +96,8 @@ test-faults: $(DEV_STAMP) ## Ingest under load while nodes of a 3-node RF=3 clus
 	$(BIN)/python tests/faults/run_faults.py
 
 lint: $(DEV_STAMP) ## ruff format check, ruff check, mypy --strict, import-linter layering
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench docs/hooks
+	$(BIN)/ruff check src tests bench docs/hooks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

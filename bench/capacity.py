@@ -25,6 +25,7 @@ from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
 
 from _common import cpu_times
+from _results import table, write_summary
 from killrvideo_reco.config import Settings
 from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 
@@ -138,6 +139,39 @@ def main() -> None:
         driver.shutdown()
         for status in cluster.stop(timeout_s=120):
             print(f"{status.name} {status.state}")
+    write_summary(
+        "capacity",
+        title="Cassandra's CPU per stored vector, per replica (3 local nodes)",
+        tables=[
+            table(
+                [
+                    "similarity",
+                    "RF",
+                    "statement",
+                    "vectors/s on this machine",
+                    "CPU ms per vector per replica, writing",
+                    "with flush",
+                    "failed",
+                ],
+                [
+                    [
+                        sim,
+                        rf,
+                        "IF EXISTS" if lwt else "plain UPDATE",
+                        r["vectors_per_s"],
+                        r["cpu_ms_per_replica_write"],
+                        r["cpu_ms_per_replica_total"],
+                        r["failed"],
+                    ]
+                    for sim, rf, lwt, r in rows
+                ],
+            )
+        ],
+        notes=[
+            f"{args.vectors} fresh {DIM}-dim vectors per line after a discarded warm-up run, "
+            f"{args.concurrency} in flight, writes at QUORUM (serial SERIAL)"
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 from cassandra.cqltypes import lookup_casstype
 from pydantic import BaseModel
 
+from _results import table, write_summary
 from killrvideo_reco import logs
 from killrvideo_reco.api.front import Drain, Front
 from killrvideo_reco.domain.ingest import _check_no_duplicate_keys, _decoder, decode_ingest
@@ -107,6 +108,24 @@ def main() -> None:
     print(f"  {'app alone':<32}{bare:8.1f} µs")
     print(f"  {'app behind Front':<32}{fronted:8.1f} µs")
     print(f"  ratio Front's cost / decode_ingest = {(fronted - bare) / total:.2f}x")
+    write_summary(
+        "micro",
+        title=f"CPU per {DIM}-dim vector of each stage of the hot path, idle machine",
+        tables=[
+            table(["stage", "µs per call (best of 7)"], rows, title="the hot path"),
+            table(["baseline", "µs per call (best of 7)"], baselines, title="baselines"),
+            table(
+                ["per request", "µs"],
+                [["app alone", bare], ["app behind Front (id, log line, histogram)", fronted]],
+                title="api/front.py",
+            ),
+        ],
+        notes=[
+            f"{len(body)} byte body",
+            f"decode_ingest / (pydantic decode + driver serialize) = {total / naive:.2f}x",
+            f"Front's cost / decode_ingest = {(fronted - bare) / total:.2f}x",
+        ],
+    )
 
 
 def front_cost(number: int = 20000) -> tuple[float, float]:

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 from _common import cpu_times, drop_keyspace, free_port
+from _results import table as results_table
+from _results import write_summary
 from killrvideo_reco.auth import CREATOR, mint_token
 from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.vectors import Similarity, VectorSpec, pack_vector
@@ -516,6 +518,38 @@ def main() -> None:
     }
     (RESULTS / "bench.json").write_text(json.dumps(payload, indent=2))
     chart(runs, RESULTS / "bench.png")
+    write_summary(
+        "run",
+        title="Throughput under wrk: the service, the driver's ceiling and a naive endpoint",
+        tables=[
+            results_table(
+                [
+                    "implementation",
+                    "similarity",
+                    "concurrency",
+                    "ingests/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "CPU µs per ingest",
+                    "peak RSS MB",
+                ],
+                [
+                    [
+                        r.impl,
+                        r.similarity,
+                        r.concurrency,
+                        r.ingests_per_s,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.cpu_us_per_ingest or "-",
+                        r.peak_rss_mb or "-",
+                    ]
+                    for r in runs
+                ],
+            )
+        ],
+        notes=[f"{DURATION} s per run, levels {LEVELS}", *lines],
+    )
     print(
         f"\nwrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'} (commit {commit}, {payload['elapsed_s']} s)"
     )

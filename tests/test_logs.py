@@ -108,7 +108,7 @@ def test_one_json_line_per_request_with_its_id_and_no_secret(
         "videoId": str(video.videoid),
         "reason": None,
     }
-    print(json.dumps(access["req-accepted-1"]))  # shown with -s: the README quotes one
+    print(json.dumps(access["req-accepted-1"]))  # shown with -s: docs/operating.md quotes one
     assert access["req-accepted-1"]["latencyMs"] > 0
     assert access["req-wrong-dim"]["status"] == 422 and access["req-wrong-dim"]["level"] == "INFO"
     assert (

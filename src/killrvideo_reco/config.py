@@ -62,100 +62,155 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a validation error would otherwise quote every
     # input, secrets included (KV_CASSANDRA_PASSWORD, KV_JWT_SECRET, KV_ASTRA_TOKEN).
     model_config = SettingsConfigDict(
-        env_prefix="KV_", frozen=True, extra="ignore", hide_input_in_errors=True
+        env_prefix="KV_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
+        # Each field's docstring is its description: docs/hooks/generate.py makes the
+        # documentation's KV_ table from them, so the table cannot drift.
+        use_attribute_docstrings=True,
     )
 
     # HTTP
     host: str = "127.0.0.1"
+    """Where `serve` listens."""
     port: int = 8080
+    """The port `serve` listens on."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 512 * 1024
+    """Larger bodies get 413 (checked on `Content-Length` and while streaming)."""
     # The batch endpoint: 500 JSON vectors of 1536 dims are about 17 MiB.
     max_batch_items: Annotated[int, Field(ge=1, le=10_000)] = 500
+    """Items per batch request."""
     max_batch_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
+    """Larger batch bodies get 413."""
     retry_after_s: Annotated[int, Field(ge=1)] = 1
-    # Slow and greedy clients (api/server.py; README "Slow and greedy clients").
+    """`Retry-After` on 503."""
+    # Slow and greedy clients (api/server.py; docs/endpoint.md "Hostile input and slow clients").
     # A request's headers must arrive within header_timeout_s of its first
     # byte (or of the connection's opening), its body within body_timeout_s of
     # the headers' end: a 32 MiB batch then needs about 1.1 MB/s.
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Headers not complete this long after the first byte (or the connection) get 408."""
     body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """A body not complete this long after the headers gets 408."""
     # An idle keep-alive connection is closed after this long.
     keepalive_timeout_s: Annotated[int, Field(ge=1)] = 5
+    """Idle keep-alive connections are closed after this."""
     # Open connections per worker process; the one over it gets 503 at once.
     max_connections: Annotated[int, Field(ge=1)] = 1000
+    """Open connections per worker process; the next one gets 503 and is closed."""
     # The request line's URL plus every header line; a JWT is about 300-800 bytes.
     max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    """URL plus header lines; over it, 431 (414 for the URL alone)."""
     max_headers: Annotated[int, Field(ge=8)] = 100
+    """Header lines; over it, 431."""
     log_level: LogLevel = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`."""
     # text for a terminal (`make run`), json for a log pipeline: one object a line.
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    """`text` for a terminal, `json` for one JSON object per line."""
     # On SIGTERM: how long in-flight requests may take to finish before the
     # process exits anyway. Keep it under the orchestrator's grace period.
     shutdown_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
+    """On SIGTERM, how long in-flight requests may take before the process exits anyway."""
 
     # Cassandra
     contact_points: str = "127.0.0.1"
+    """Comma-separated Cassandra nodes."""
     cassandra_port: int = 9042
+    """CQL port."""
     local_dc: str | None = None
+    """Data centre for load balancing; unset, the first node's."""
     # The vector column this instance writes and queries: the spec's
-    # content_features, or a model migration's new column (README).
+    # content_features, or a model migration's new column (docs/pipelines/migration.md).
     vector_column: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = "content_features"
+    """The vector column this service writes and queries (a model migration names a new one)."""
     keyspace: str = Field(default="killrvideo", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    """Keyspace of the `videos` table."""
     consistency: Consistency = "LOCAL_QUORUM"
+    """Write consistency (serial: `LOCAL_SERIAL`)."""
     # The related-videos read of the source vector. The ANN query itself runs at
     # LOCAL_ONE whatever this says: Cassandra 5.0 refuses ANN at any other level.
     # LOCAL_ONE keeps related videos answering while ingest lacks a quorum.
     related_consistency: Consistency = "LOCAL_ONE"
+    """Related videos: the read of the video's own vector (the ANN query is always `LOCAL_ONE`)."""
     # Credentials (PasswordAuthenticator). The password is a secret: its repr is
     # masked and it reaches only the driver's auth provider.
     cassandra_username: str | None = None
+    """User for `PasswordAuthenticator`; goes with `KV_CASSANDRA_PASSWORD`."""
     cassandra_password: SecretStr | None = None
+    """Its password: a secret, masked in every repr and error, never logged."""
     # Client-to-node TLS: on when KV_CASSANDRA_TLS=true or a CA file is given
     # (without a CA file the system's trust store is used). The node's
     # certificate must name the contact point unless verification is turned off.
     cassandra_tls: bool = False
+    """Client-to-node TLS with the system's trust store; implied by a CA file."""
     cassandra_tls_ca_file: FilePath | None = None
+    """PEM file of the CA(s) that signed the nodes' certificates; turns TLS on."""
     cassandra_tls_cert_file: FilePath | None = None  # client certificate (mutual TLS)
+    """Client certificate, for nodes that require client authentication (mutual TLS)."""
     cassandra_tls_key_file: FilePath | None = None  # its key, if not in the cert file
+    """The client certificate's key, when it is not in the certificate file."""
     cassandra_tls_verify_hostname: bool = True
+    """The node's certificate must name the contact point dialled (DNS or IP subjectAltName)."""
     # DataStax Astra: the secure-connect bundle (zip) carries endpoints and TLS
     # material; the application token ("AstraCS:...") authenticates.
     astra_secure_connect_bundle: FilePath | None = None
+    """DataStax Astra's secure-connect bundle (zip): replaces contact points, port,
+    credentials and TLS settings, which must then be unset."""
     astra_token: SecretStr | None = None
+    """DataStax Astra's application token (`AstraCS:…`); goes with the bundle."""
     request_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    """Driver timeout per ingest; the node's own write timeout is 2 s."""
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """Driver connect timeout."""
     # Writes in flight to Cassandra per process. A node indexes only a few
     # vectors at once (concurrent_writes = cores); more in flight only queue
     # inside it and stretch every latency. On this 2-core machine 4 reached the
     # driver's best rate and halved the accepted p99 under overload against 8
-    # (`make bench`, README "Measured").
+    # (`make bench`; docs/operating.md "Overload").
     max_in_flight: Annotated[int, Field(ge=1)] = 4
+    """Ingest writes in flight to Cassandra, per process."""
     # How long a request may wait for a free slot before it gets 503 (the
     # newest waiter gets the next slot: storage/_limiter.py).
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
+    """How long a request waits for a free write slot before it gets 503."""
     # The native protocol version the driver speaks. v4 costs less client CPU
-    # per write than v5 here (README "Measured"); both carry everything we use.
+    # per write than v5 here (docs/architecture.md "One client"); both carry everything we use.
     cassandra_protocol_version: Annotated[int, Field(ge=4, le=5)] = 4
+    """Native protocol version the driver speaks (4 or 5; 4 costs less client CPU)."""
     # Related videos: the ANN query asks the index for this many candidates per
     # video wanted and keeps the best by exact score. 1 takes the index's own
     # top; 3 lifts on-disk recall@10 to 0.98-1.00 under every similarity,
-    # dot_product included (bench/recall.py, README "Measured").
+    # dot_product included (bench/recall.py; docs/related.md).
     related_overfetch: Annotated[int, Field(ge=1, le=10)] = 3
+    """Related videos: candidates asked of the ANN index per video returned (1 to 10)."""
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
+    """The one accepted algorithm: `HS256`, `RS256` or `ES256`."""
     jwt_secret: SecretStr | None = None
+    """HS256 secret, at least 32 characters; unset, a local development key in `KV_STATE_DIR`."""
     jwt_public_key_file: Path | None = None
+    """PEM public key for RS256/ES256."""
     jwt_private_key_file: Path | None = None
+    """PEM private key, only for `kv-reco token` with RS256/ES256."""
     jwt_issuer: str | None = None
+    """When set, `iss` is required and checked."""
     jwt_audience: str | None = None
+    """When set, `aud` is required and checked."""
     jwt_leeway_s: Annotated[int, Field(ge=0)] = 0
+    """Clock-skew allowance for `exp`."""
 
     # Local node manager
     state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
+    """Node data and the local dev key (or `$XDG_STATE_HOME/kv-reco`)."""
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    """Downloaded Cassandra jars and the model's ONNX graph (or `$XDG_CACHE_HOME/kv-reco`)."""
     cassandra_version: str = "5.0.9"
+    """The `cassandra-all` version the node manager runs."""
     cassandra_heap: str = Field(default="1G", pattern=r"^(512M|[5-9][0-9]{2}M|10[0-2][0-4]M|1G)$")
+    """Node heap, `512M` to `1G`."""
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:

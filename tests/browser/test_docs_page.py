@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
@@ -26,19 +25,6 @@ OPERATION = "#operations-reco-ingest_api_v1_reco_ingest_post"
 ARTIFACTS = Path(
     os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "build" / "test-artifacts")
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # The binary itself: Debian's /usr/bin/chromium is a shell wrapper around it.
-    real = Path("/usr/lib/chromium/chromium")
-    chromium = str(real) if real.exists() else shutil.which("chromium")
-    assert chromium, "Debian's chromium is not installed: run `make test-browser`"
-    with sync_playwright() as playwright:
-        # --no-sandbox: the suite may run as root (CI does), where Chromium's sandbox cannot start.
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The README's model migration, rehearsed: 1536 dims (old model) to 384 (all-MiniLM-L6-v2).
+"""The model migration of docs/pipelines/migration.md, rehearsed: 1536 dims (old model) to 384 (all-MiniLM-L6-v2).
 
 Related-videos queries are answered at every step.
 """

@@ -1,34 +1,64 @@
-"""Settings: refused values name their variable; the README's table lists every one."""
+"""Settings: refused values name their variable; the docs' table lists every one."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from killrvideo_reco.config import Settings, load_settings, shown
 from killrvideo_reco.errors import ConfigError
 
-README = Path(__file__).parents[2] / "README.md"
-# Read by the command line, not by the service's Settings.
-CLI_ONLY = {"KV_API_TOKEN"}
+ROOT = Path(__file__).parents[2]
+CONFIGURATION_PAGE = ROOT / "docs" / "configuration.md"
 
 
-def readme_table_variables() -> set[str]:
-    text = README.read_text()
-    section = text[
-        text.index("\n## Configuration") : text.index("\n## ", text.index("\n## Configuration") + 1)
-    ]
-    rows = [line for line in section.splitlines() if line.startswith("| `KV_")]
-    return {name for row in rows for name in re.findall(r"`(KV_[A-Z0-9_]+)`", row.split("|")[1])}
+def docs_generator() -> ModuleType:
+    """docs/hooks/generate.py, which writes the Configuration page's table at each build."""
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs/hooks/generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_readme_table_lists_every_setting_and_nothing_else() -> None:
-    settings = {f"KV_{name.upper()}" for name in Settings.model_fields}
-    documented = readme_table_variables()
-    assert settings - documented == set(), "missing from the README's Configuration table"
-    assert documented - settings - CLI_ONLY == set(), "in the README table but not a setting"
+def documented_variables() -> list[str]:
+    table = docs_generator().settings_table()
+    return [m for row in table.splitlines() for m in re.findall(r"^\| `(KV_[A-Z0-9_]+)`", row)]
+
+
+def test_the_docs_table_lists_every_setting_once_and_nothing_else() -> None:
+    settings = [f"KV_{name.upper()}" for name in Settings.model_fields]
+    documented = documented_variables()
+    assert documented == settings, "the generated table must follow Settings, one row each"
+    assert len(set(documented)) == len(documented), "a variable listed twice"
+
+
+def test_every_setting_has_a_one_line_meaning() -> None:
+    generator = docs_generator()
+    for variable, default, meaning in generator.settings_rows():
+        assert meaning and "|" not in meaning, variable
+        assert default, variable
+
+
+def test_the_configuration_page_includes_the_generated_table_and_the_cli_only_variable() -> None:
+    page = CONFIGURATION_PAGE.read_text()
+    assert '--8<-- "build/docs-generated/settings.md"' in page
+    # Read by the command line, not by the service's Settings: named on the page itself.
+    assert "`KV_API_TOKEN`" in page
+    assert "api_token" not in Settings.model_fields
+
+
+def test_defaults_in_the_table_are_the_settings_defaults() -> None:
+    rows = {var: default for var, default, _ in docs_generator().settings_rows()}
+    assert rows["KV_MAX_BODY_BYTES"] == f"`{512 * 1024}`"
+    assert rows["KV_CASSANDRA_TLS_VERIFY_HOSTNAME"] == "`true`"
+    assert rows["KV_JWT_ALGORITHM"] == "`HS256`"
+    assert rows["KV_LOCAL_DC"] == "-"
+    assert rows["KV_STATE_DIR"] == "`~/.local/state/kv-reco`"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ is plain text. This subclass adds, per connection:
 Other servers were weighed: hypercorn (h11, pure Python) has these limits but
 parses far slower than httptools, and granian's Rust front end lacks the
 header and body deadlines. A small subclass keeps the parser that the hot
-path's throughput was measured with (README "Slow and greedy clients").
+path's throughput was measured with (docs/endpoint.md, "Hostile input and slow clients").
 """
 
 from __future__ import annotations

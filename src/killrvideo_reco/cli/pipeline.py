@@ -149,7 +149,7 @@ def embed(
         fail(
             f"{MODEL_NAME} makes {dimension}-dim vectors, but the service at {base_url} "
             f"writes {server.column} {server.spec.cql_type}; nothing was done. Move to a "
-            f"{dimension}-dim column first (README: changing the model)",
+            f"{dimension}-dim column first (docs/pipelines/migration.md)",
             2,
         )
     embedder = Embedder(cache_dir=settings.cache_dir)

@@ -11,7 +11,7 @@ never empty, so first-come-first-served would make nearly every accepted
 request wait the whole timeout before it even starts; newest-first lets the
 accepted ones start at once while the oldest run out their wait and are
 refused. Below saturation the queue is short and the order makes no difference.
-(`make bench`'s overload run: accepted p99 in README "Measured".)
+(`make bench`'s overload run: docs/operating.md, "Overload".)
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class RelatedReader:
         self._keyspace = settings.keyspace
         self.column = settings.vector_column
         # The point read of the video's vector; LOCAL_ONE by default, so related
-        # videos still answer when a write quorum is lost (README "Failures").
+        # videos still answer when a write quorum is lost (docs/failure-testing.md).
         self._consistency = _driver.consistency(settings.related_consistency)
         self._overfetch = settings.related_overfetch
         self._statements: _Statements | None = None

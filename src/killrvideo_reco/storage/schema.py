@@ -126,7 +126,7 @@ def apply_schema(
         raise SchemaMismatch(
             f"{keyspace}.{TABLE}.{column} already exists as vector<float, {existing}>, "
             f"not vector<float, {dimension}>; changing the dimension means "
-            "re-embedding every video into a new column (see the README)"
+            "re-embedding every video into a new column (see docs/pipelines/migration.md)"
         )
     session.execute(_index_ddl(keyspace, column, similarity), timeout=ADMIN_TIMEOUT_S)
     live = read_vector_spec(session, keyspace, column)
