@@ -284,7 +284,9 @@ async def batch_run(port: int, token: str, ids: list[Any], duration: float, simi
 
 
 def fresh_store(base: Settings, keyspace: str, similarity: Similarity | None) -> CassandraStore:
-    settings = base.model_copy(update={"keyspace": keyspace, "max_in_flight": 1024})
+    settings = base.model_copy(
+        update={"keyspace": keyspace, "limit_mode": "fixed", "max_in_flight": 1024}
+    )
     store = CassandraStore.open(settings)
     store.schema.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     if similarity is None:  # the table alone, no vector index

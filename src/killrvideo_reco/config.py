@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     # driver's best rate and halved the accepted p99 under overload against 8
     # (`make bench`, README "Measured").
     max_in_flight: Annotated[int, Field(ge=1)] = 4
+    # fixed: KV_MAX_IN_FLIGHT is the bound. adaptive: it is where the bound
+    # starts, and the write latency moves it between the two settings below
+    # (Gradient2, storage/_limiter.py; docs/load-and-limits.md).
+    limit_mode: Annotated[Literal["fixed", "adaptive"], BeforeValidator(_lower)] = "adaptive"
+    adaptive_min_in_flight: Annotated[int, Field(ge=1)] = 2
+    adaptive_max_in_flight: Annotated[int, Field(ge=1, le=4096)] = 64
     # How long a request may wait for a free slot before it gets 503 (the
     # newest waiter gets the next slot: storage/_limiter.py).
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
@@ -166,6 +172,15 @@ class Settings(BaseSettings):
                 raise ValueError("KV_JWT_SECRET must be at least 32 characters for HS256")
         elif self.jwt_public_key_file is None:
             raise ValueError(f"KV_JWT_ALGORITHM={self.jwt_algorithm} needs KV_JWT_PUBLIC_KEY_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Self:
+        if self.adaptive_min_in_flight > self.adaptive_max_in_flight:
+            raise ValueError(
+                f"KV_ADAPTIVE_MIN_IN_FLIGHT ({self.adaptive_min_in_flight}) exceeds "
+                f"KV_ADAPTIVE_MAX_IN_FLIGHT ({self.adaptive_max_in_flight})"
+            )
         return self
 
     @model_validator(mode="after")

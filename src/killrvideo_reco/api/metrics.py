@@ -7,6 +7,7 @@ at scrape time for what they hold (slots in use, the schema).
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Iterator
 
@@ -150,6 +151,19 @@ class _FromStores(Collector):
             "kv_reco_writes_waiting",
             "Ingest writes waiting for a slot now",
             value=sum(store.waiting for store in stores),
+        )
+        yield GaugeMetricFamily(
+            "kv_reco_write_limit",
+            "Ingest writes allowed in flight now: KV_MAX_IN_FLIGHT, or the adaptive limit "
+            "(KV_LIMIT_MODE)",
+            value=sum(store.writer.limit for store in stores),
+        )
+        floors = [f for store in stores if (f := store.writer.latency_floor_s) is not None]
+        yield GaugeMetricFamily(
+            "kv_reco_write_latency_floor_seconds",
+            "The adaptive limit's measured floor: the long average of write latency "
+            "(NaN when fixed or not yet measured)",
+            value=min(floors) if floors else math.nan,
         )
         schema = GaugeMetricFamily(
             "kv_reco_schema_info",
