@@ -4,7 +4,7 @@
         'base=' 'own-timer=KV_EXP_OWN_TIMER=1' ...
 
 Each variant is ``name=KV_A=x KV_B=y`` (the service's environment on top of
-the bench's). Same set-up as `make bench` (fresh keyspace, 1536-dim cosine,
+the bench's; ``WORKERS=2`` runs it as ``serve --workers 2``). Same set-up as `make bench` (fresh keyspace, 1536-dim cosine,
 fresh vectors per request). Rounds take turns: in each, the raw-driver client
 (the same ``UPDATE … IF EXISTS``), then every variant, so that a table that
 grows and a machine that others share weigh on all alike. Prints, per
@@ -63,8 +63,10 @@ def main() -> None:
             for name, extra in variants.items():
                 port = free_port()
                 cmd = [str(BIN / "kv-reco"), "serve", "--port", str(port)]
-                if args.workers > 1:
-                    cmd += ["--workers", str(args.workers)]
+                extra = dict(extra)
+                workers = int(extra.pop("WORKERS", args.workers))
+                if workers > 1:
+                    cmd += ["--workers", str(workers)]
                 server = Server(cmd, {**env, **extra}, port)
                 try:
                     run = http_run(

@@ -62,6 +62,9 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+FLUSH_AFTER_S = float(os.environ.get("KV_EXP_LOG_FLUSH_S", "0.05"))
+
+
 class TickFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that flushes once per event-loop tick, not once per line.
 
@@ -85,7 +88,7 @@ class TickFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush_now)
+            loop.call_later(FLUSH_AFTER_S, self._flush_now)
 
     def _flush_now(self) -> None:
         self._scheduled = False
