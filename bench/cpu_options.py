@@ -1,7 +1,7 @@
 """Service CPU per accepted ingest for several configurations, in one run, against the raw driver.
 
     python bench/cpu_options.py [--concurrency 4] [--seconds 8] [--rounds 2] \\
-        'base=' 'own-timer=KV_EXP_OWN_TIMER=1' ...
+        'adaptive=' 'fixed=KV_LIMIT_MODE=fixed' 'two=WORKERS=2' ...
 
 Each variant is ``name=KV_A=x KV_B=y`` (the service's environment on top of
 the bench's; ``WORKERS=2`` runs it as ``serve --workers 2``). Same set-up as `make bench` (fresh keyspace, 1536-dim cosine,

@@ -8,10 +8,7 @@ service writes one for every request (api/front.py).
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -62,54 +59,9 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-FLUSH_AFTER_S = float(os.environ.get("KV_EXP_LOG_FLUSH_S", "0.05"))
-
-
-class TickFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that flushes once per event-loop tick, not once per line.
-
-    A line a request made a write(2) per request, and a syscall releases the
-    GIL, which the driver's I/O thread then takes: under load the access line
-    cost the service about a sixth of its CPU per ingest (docs/load-and-limits.md).
-    Lines logged on the loop's thread are buffered and flushed by a callback at
-    the end of the tick (when nothing else is ready, a tick is short); lines from
-    other threads, or with no loop running, are flushed at once.
-    """
-
-    def __init__(self, stream: io.TextIOBase) -> None:
-        super().__init__(stream)
-        self._scheduled = False
-
-    def flush(self) -> None:  # StreamHandler.emit calls this after every record
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            super().flush()
-            return
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_later(FLUSH_AFTER_S, self._flush_now)
-
-    def _flush_now(self) -> None:
-        self._scheduled = False
-        super().flush()
-
-
-def _stderr_buffered() -> io.TextIOWrapper:
-    # sys.stderr is line-buffered: every line would be a write(2) whatever the handler.
-    raw = io.FileIO(sys.stderr.fileno(), "w", closefd=False)
-    return io.TextIOWrapper(
-        io.BufferedWriter(raw, 1 << 16), encoding="utf-8", errors="backslashreplace"
-    )
-
-
 def configure(*, level: str, fmt: Literal["text", "json"]) -> None:
     """Send every logger (ours, uvicorn's, the driver's) to stderr in one format."""
-    handler: logging.Handler
-    if os.environ.get("KV_EXP_LOG_TICK") == "1":
-        handler = TickFlushedHandler(_stderr_buffered())
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

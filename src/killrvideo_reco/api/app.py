@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -100,11 +99,6 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # ours, with its assets served here: routes/docs.py
         redoc_url=None,
-        telemetry=(
-            {"tracing": False, "metrics": False, "logs": False}
-            if os.environ.get("KV_EXP_LEAN") == "1"
-            else None
-        ),
     )
     app.drain, app.retry_after_s = drain, settings.retry_after_s
     errors.install(app, retry_after_s=settings.retry_after_s)

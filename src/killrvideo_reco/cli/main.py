@@ -376,7 +376,6 @@ def _run_uvicorn(settings: Settings, *, host: str | None, port: int | None, work
         # httptools with deadlines and header limits for slow and greedy clients.
         http="killrvideo_reco.api.server:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keepalive_timeout_s,
-        proxy_headers=os.environ.get("KV_EXP_LEAN") != "1",
         access_log=False,  # ours is api/front.py: one line per request, with its request id
         log_config=None,  # keep logs.configure's format for uvicorn's own lines
         log_level=settings.log_level.lower(),

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,8 +43,6 @@ try:  # libev is the driver's fastest reactor; the wheels ship it
     from cassandra.io.libevreactor import LibevConnection as _Connection
 except ImportError:  # pragma: no cover - platforms without the extension
     from cassandra.io.asyncorereactor import AsyncoreConnection as _Connection
-if os.environ.get("KV_EXP_REACTOR") == "asyncio":
-    from cassandra.io.asyncioreactor import AsyncioConnection as _Connection
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +153,6 @@ def serial_consistency_for(name: str) -> int:
     return int(ConsistencyLevel.LOCAL_SERIAL if local else ConsistencyLevel.SERIAL)
 
 
-_EXP_OWN_TIMER = os.environ.get("KV_EXP_OWN_TIMER") == "1"
-_EXP_BATCH_HOP = os.environ.get("KV_EXP_BATCH_HOP") == "1"
-
-
 def run_async(session: Session, statement: Any, parameters: Any = None) -> asyncio.Future[Any]:
     """Execute on the driver's I/O thread; resolve an asyncio future on this loop.
 
@@ -171,35 +162,17 @@ def run_async(session: Session, statement: Any, parameters: Any = None) -> async
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     try:
-        if _EXP_OWN_TIMER:
-            response: ResponseFuture = session.execute_async(statement, parameters, timeout=None)
-        else:
-            response = session.execute_async(statement, parameters)
+        response: ResponseFuture = session.execute_async(statement, parameters)
     except DRIVER_ERRORS as exc:
         future.set_exception(translate(exc))
         return future
-    hop = _batched_hop if _EXP_BATCH_HOP else _hop
     response.add_callbacks(
-        hop,
-        hop,
+        _hop,
+        _hop,
         callback_args=(loop, future, _set_result),
         errback_args=(loop, future, _set_error),
     )
-    if _EXP_OWN_TIMER:
-        timeout = session.cluster.profile_manager.default.request_timeout
-        timer = loop.call_later(timeout, _time_out, future, timeout)
-        future.add_done_callback(lambda _: timer.cancel())
     return future
-
-
-def _time_out(future: asyncio.Future[Any], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            StorageUnavailable(
-                f"Cassandra is unavailable (OperationTimedOut): no answer within {timeout:g} s",
-                kind="OperationTimedOut",
-            )
-        )
 
 
 def _hop(
@@ -210,35 +183,6 @@ def _hop(
 ) -> None:
     # Runs on the driver's I/O thread: hand the outcome back to the event loop.
     loop.call_soon_threadsafe(apply, future, value)
-
-
-_outcomes: collections.deque[tuple[asyncio.Future[Any], Any, Any]] = collections.deque()
-_wake_lock = threading.Lock()
-_woken = False
-
-
-def _batched_hop(
-    value: Any,
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    apply: Callable[[asyncio.Future[Any], Any], None],
-) -> None:
-    global _woken
-    _outcomes.append((future, apply, value))
-    with _wake_lock:
-        if _woken:
-            return
-        _woken = True
-    loop.call_soon_threadsafe(_apply_outcomes)
-
-
-def _apply_outcomes() -> None:
-    global _woken
-    with _wake_lock:
-        _woken = False
-    while _outcomes:
-        future, apply, value = _outcomes.popleft()
-        apply(future, value)
 
 
 def _set_result(future: asyncio.Future[Any], rows: Any) -> None:
