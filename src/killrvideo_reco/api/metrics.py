@@ -131,7 +131,7 @@ _CASSANDRA_ERRORS = Counter(
 )
 _SLOT_WAIT_SECONDS = Histogram(
     "kv_reco_write_slot_wait_seconds",
-    "Time an ingest write waited for one of KV_MAX_IN_FLIGHT slots (0 when one was free)",
+    "Time an ingest write waited for an in-flight slot (0 when one was free)",
     buckets=(0.0, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 
@@ -168,7 +168,7 @@ class _FromStores(Collector):
         stores = list(self.stores)
         yield GaugeMetricFamily(
             "kv_reco_writes_in_flight",
-            "Ingest writes holding a slot now (at most KV_MAX_IN_FLIGHT per process)",
+            "Ingest writes holding a slot now (at most kv_reco_write_limit)",
             value=sum(store.in_flight for store in stores),
         )
         yield GaugeMetricFamily(
