@@ -14,7 +14,7 @@ is plain text. This subclass adds, per connection:
 - a bound on open connections per process: the one over it gets 503 at once;
 - the spec's JSON failure shape for every answer sent before the app runs;
 - a lingering close: an answer that closes the connection before the request's
-  body has all arrived (the drain's 503, an early 413) half-closes, then reads
+  body has all arrived (the drain's 503) half-closes, then reads
   and discards what the client still sends, up to ``LINGER_BYTES`` and
   ``LINGER_S``, as nginx's ``lingering_close`` does. Closing at once with
   unread bytes makes the kernel send a reset, and a client still writing its
