@@ -2,6 +2,10 @@
 
     python bench/profile.py [--concurrency 4] [--seconds 20]
 
+py-spy leaves idle threads out (no ``--idle``): a thread blocked in
+epoll_wait or a lock is not counted as busy. ``--native`` adds the C frames
+(libev, uvloop, httptools), where the driver's and the loop's cost hides.
+
 Same set-up as `make bench` (fresh keyspace, 1536-dim cosine, fresh vectors
 per request). Prints the share of CPU samples by layer (our code, the HTTP
 server, the web framework, msgspec, the event loop, the driver) and the top
@@ -83,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--native", action="store_true", help="py-spy --native: C frames (libev, uvloop) too"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     tmp = RESULTS / ".tmp"
@@ -99,11 +106,14 @@ def main() -> None:
     token = mint_token(base, roles=[CREATOR], ttl_s=3600)
     env = {"KV_KEYSPACE": keyspace, "KV_JWT_SECRET": base.jwt_secret.get_secret_value()}  # type: ignore[union-attr]
     raw = RESULTS / "profile.collapsed.txt"
+    raw.unlink(missing_ok=True)  # a failed py-spy must not leave an old profile to summarise
     port = free_port()
     service = Server([str(BIN / "kv-reco"), "serve", "--port", str(port)], env, port)
     spy = subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--pid", str(service.proc.pid), "--rate", "200",
-         "--format", "raw", "--output", str(raw), "--nonblocking"],
+         "--format", "raw", "--output", str(raw),
+         # --native unwinds C stacks, which needs the process paused per sample.
+         *(["--native"] if args.native else ["--nonblocking"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -151,7 +151,7 @@ def main() -> None:
     for similarity in similarities:
         keyspace = f"kv_recall_{secrets.token_hex(3)}"
         store = CassandraStore.open(
-            Settings(keyspace=keyspace, max_in_flight=64, request_timeout_s=30)
+            Settings(keyspace=keyspace, limit_mode="fixed", max_in_flight=64, request_timeout_s=30)
         )
         try:
             spec = store.schema.apply(

@@ -78,13 +78,20 @@ class Run:
     timeouts: int = 0
     accepted_p99_ms: float | None = None  # from the service's own histogram
     reused_vectors: int = 0  # requests past the pool of fresh bodies (should be 0)
+    limit_at_end: float | None = None  # the service's in-flight limit when the run ended
 
 
 # -- processes ------------------------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
-    return sum(cpu_times(pid))
+    """CPU seconds of a process and its descendants (the workers of `serve --workers N`)."""
+    total = sum(cpu_times(pid))
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -145,6 +152,15 @@ def accepted_histogram(port: int) -> dict[float, float]:
     return buckets
 
 
+def write_limit(port: int) -> float | None:
+    """The service's in-flight limit now (adaptive or fixed), from /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("kv_reco_write_limit "):
+            return float(line.split()[1])
+    return None
+
+
 def histogram_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
     counts = {le: after[le] - before.get(le, 0.0) for le in after}
     total = counts.get(float("inf"), 0.0)
@@ -190,6 +206,7 @@ def http_run(
     )
     if ours:
         run.accepted_p99_ms = histogram_p99_ms(hist0, accepted_histogram(server.port))
+        run.limit_at_end = write_limit(server.port)
     return run
 
 
@@ -286,7 +303,9 @@ async def batch_run(port: int, token: str, ids: list[Any], duration: float, simi
 
 
 def fresh_store(base: Settings, keyspace: str, similarity: Similarity | None) -> CassandraStore:
-    settings = base.model_copy(update={"keyspace": keyspace, "max_in_flight": 1024})
+    settings = base.model_copy(
+        update={"keyspace": keyspace, "limit_mode": "fixed", "max_in_flight": 1024}
+    )
     store = CassandraStore.open(settings)
     store.schema.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     if similarity is None:  # the table alone, no vector index
@@ -395,6 +414,7 @@ def report(r: Run) -> None:
     extra += f" timeouts={r.timeouts}" if r.timeouts else ""
     extra += f" REUSED-VECTORS={r.reused_vectors}" if r.reused_vectors else ""
     extra += f" accepted_p99<={r.accepted_p99_ms:.0f}ms" if r.accepted_p99_ms else ""
+    extra += f" limit={r.limit_at_end:.0f}" if r.limit_at_end else ""
     print(
         f"{r.impl:<17}{r.similarity:<12}c={r.concurrency:<4}{r.ingests_per_s:8.1f}/s "
         f"p50={r.p50_ms:7.1f} p95={r.p95_ms:7.1f} p99={r.p99_ms:7.1f} ms  cpu/ingest={cpu} µs  rss={rss} MB{extra}",

@@ -31,6 +31,7 @@ def test_the_client_waits_out_retry_after_and_every_item_lands(
     env = service_env(
         settings.keyspace,
         tmp_path,
+        KV_LIMIT_MODE="fixed",
         KV_MAX_IN_FLIGHT="1",
         KV_QUEUE_TIMEOUT_MS="0",
         KV_RETRY_AFTER_S="1",

@@ -18,6 +18,7 @@ from killrvideo_reco.config import Settings
 from killrvideo_reco.domain.videos import Video
 
 from .conftest import DIM, Service, service_env
+from .serve_child import serve_child
 
 INGEST = "/api/v1/reco/ingest"
 
@@ -146,3 +147,34 @@ def wait_until(condition: Callable[[], object], *, what: str, timeout_s: float =
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def test_each_request_is_logged_once_not_also_by_uvicorn_access(
+    settings: Settings,
+    new_video: Callable[..., Video],
+    rng: np.random.Generator,
+    tmp_path: Path,
+) -> None:
+    """N ingests, N lines naming the route: ours, none from uvicorn.access (issue 20)."""
+    env = service_env(settings.keyspace, tmp_path)  # the default text format
+    token = mint_token(Settings(state_dir=tmp_path), roles=[CREATOR], ttl_s=600)
+    videos = [new_video() for _ in range(12)]
+    vectors = rng.standard_normal((len(videos), DIM)).astype(np.float32)
+    with serve_child(env) as (child, url):
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+            codes = [
+                client.post(INGEST, json={"videoId": str(v.videoid), "vector": x.tolist()})
+                for v, x in zip(videos, vectors, strict=True)
+            ]
+            codes.append(client.post(INGEST, json={"videoId": str(uuid.uuid4()), "vector": [1]}))
+        assert [r.status_code for r in codes] == [202] * len(videos) + [422]
+        child.wait_for(
+            lambda: child.output.count(f"POST {INGEST} ") >= len(codes),
+            what="an access line for every request",
+            timeout_s=30,
+        )
+        assert child.stop() in (0, -15)
+    lines = [line for line in child.output.splitlines() if INGEST in line]
+    assert len(lines) == len(codes), "\n".join(lines)
+    assert all(" killrvideo_reco.access: " in line for line in lines), "\n".join(lines)
+    assert "uvicorn.access" not in child.output

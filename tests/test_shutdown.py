@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
+import pytest
 
 from killrvideo_reco.auth import CREATOR, mint_token
 from killrvideo_reco.config import Settings
@@ -17,6 +18,7 @@ from killrvideo_reco.domain.videos import Video
 from killrvideo_reco.storage import CassandraStore
 
 from .conftest import DIM, Service, service_env
+from .serve_child import serve_child
 
 INGEST = "/api/v1/reco/ingest"
 SHUTDOWN_TIMEOUT_S = 4
@@ -131,3 +133,75 @@ async def test_sigterm_under_load_drains_finishes_in_flight_and_exits_in_time(
         f"exit {code} {exited_after:.1f} s after SIGTERM "
         f"(KV_SHUTDOWN_TIMEOUT_S={SHUTDOWN_TIMEOUT_S}, one request never finished)"
     )
+
+
+BIG_BODY = 400 * 1024  # under KV_MAX_BODY_BYTES: the refusal is the drain's, not a 413
+CHUNK = 16 * 1024
+
+
+async def slow_ingest_across_sigterm(
+    port: int, token: str, request_id: str, head_sent: asyncio.Event, signalled: asyncio.Event
+) -> bytes:
+    """Send the head but its last CRLF, wait for SIGTERM, then the body slowly; the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            (
+                f"POST {INGEST} HTTP/1.1\r\nHost: kv\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {BIG_BODY}\r\n"
+                f"X-Request-ID: {request_id}\r\n"
+            ).encode()
+        )
+        await writer.drain()  # on loopback: in the server's socket buffer now
+        head_sent.set()
+        await signalled.wait()
+        writer.write(b"\r\n")
+        body = b'{"videoId": "' + b" " * (BIG_BODY - 13)
+        for start in range(0, BIG_BODY, CHUNK):  # a client on a slow link: about 0.5 s
+            writer.write(body[start : start + CHUNK])
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        return await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+
+
+@pytest.mark.usefixtures("store")  # the session schema: the service must be ready
+async def test_a_client_still_sending_its_body_gets_the_drains_503_not_a_reset(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Lingering close (issue 20): the 503 is sent mid-body; the rest is read and dropped.
+
+    Each request's head is in the server before SIGTERM but for its last CRLF,
+    so the server is inside a request when it starts to drain; the head ends
+    after the signal and the app answers 503 before reading a byte of the body,
+    which keeps arriving in 16 KiB pieces. Closing at once would reset the
+    connection under the client's writes (BrokenPipeError, ECONNRESET).
+    """
+    env = service_env(settings.keyspace, tmp_path, KV_SHUTDOWN_TIMEOUT_S="10")
+    token = mint_token(Settings(state_dir=tmp_path), roles=[CREATOR])
+    signalled = asyncio.Event()
+    clients = 6
+    with serve_child(env) as (child, url):
+        port = int(url.rsplit(":", 1)[1])
+        heads = [asyncio.Event() for _ in range(clients)]
+        tasks = [
+            asyncio.create_task(
+                slow_ingest_across_sigterm(port, token, f"slow-{i}", heads[i], signalled)
+            )
+            for i in range(clients)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(h.wait() for h in heads)), timeout=30)
+        child.send_signal(signal.SIGTERM)
+        signalled.set()
+        answers = await asyncio.gather(*tasks, return_exceptions=True)
+        code = await asyncio.to_thread(child.wait, 30)
+    assert code in (0, -signal.SIGTERM), child.tail()
+    for i, answer in enumerate(answers):
+        assert isinstance(answer, bytes), f"client {i}: {answer!r}"
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 "), answer[:300]
+        assert b"\r\nretry-after: 1" in head.lower(), head
+        assert json.loads(body)["message"].startswith("the service is shutting down")
+    assert child.output.count("the service is shutting down") >= clients, child.tail()
+    assert "Traceback" not in child.output, child.tail()

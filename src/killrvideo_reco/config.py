@@ -170,7 +170,16 @@ class Settings(BaseSettings):
     # driver's best rate and halved the accepted p99 under overload against 8
     # (`make bench`; docs/operating.md "Overload").
     max_in_flight: Annotated[int, Field(ge=1)] = 4
-    """Ingest writes in flight to Cassandra, per process."""
+    """Ingest writes in flight to Cassandra, per process: the bound in `fixed` mode, the start in `adaptive`."""
+    # fixed: KV_MAX_IN_FLIGHT is the bound. adaptive: it is where the bound
+    # starts, and the write latency moves it between the two settings below
+    # (Gradient2, storage/_limiter.py; docs/load-and-limits.md).
+    limit_mode: Annotated[Literal["fixed", "adaptive"], BeforeValidator(_lower)] = "adaptive"
+    """`adaptive` (the bound follows write latency, Gradient2) or `fixed` (KV_MAX_IN_FLIGHT)."""
+    adaptive_min_in_flight: Annotated[int, Field(ge=1)] = 2
+    """Adaptive mode: the lowest the in-flight bound goes (also where it probes the latency floor)."""
+    adaptive_max_in_flight: Annotated[int, Field(ge=1, le=4096)] = 64
+    """Adaptive mode: the highest the in-flight bound goes."""
     # How long a request may wait for a free slot before it gets 503 (the
     # newest waiter gets the next slot: storage/_limiter.py).
     queue_timeout_ms: Annotated[int, Field(ge=0)] = 100
@@ -221,6 +230,15 @@ class Settings(BaseSettings):
                 raise ValueError("KV_JWT_SECRET must be at least 32 characters for HS256")
         elif self.jwt_public_key_file is None:
             raise ValueError(f"KV_JWT_ALGORITHM={self.jwt_algorithm} needs KV_JWT_PUBLIC_KEY_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Self:
+        if self.adaptive_min_in_flight > self.adaptive_max_in_flight:
+            raise ValueError(
+                f"KV_ADAPTIVE_MIN_IN_FLIGHT ({self.adaptive_min_in_flight}) exceeds "
+                f"KV_ADAPTIVE_MAX_IN_FLIGHT ({self.adaptive_max_in_flight})"
+            )
         return self
 
     @model_validator(mode="after")

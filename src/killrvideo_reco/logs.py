@@ -68,7 +68,16 @@ def configure(*, level: str, fmt: Literal["text", "json"]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Our access line (api/front.py) replaces uvicorn's. `serve` passes
+    # access_log=False, but uvicorn applies it when its Config is built, before
+    # it loads the app factory, and the factory calls this function again in each
+    # process: a propagating uvicorn.access would reach the root handler, and
+    # uvicorn's protocol logs a line whenever ``hasHandlers()`` is true. No
+    # handler and no propagation: it skips even formatting that line.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False

@@ -142,7 +142,12 @@ async def test_overload_is_503_with_retry_after_never_500(
     import httpx2
 
     tight = settings.model_copy(
-        update={"max_in_flight": 1, "queue_timeout_ms": 0, "retry_after_s": 2}
+        update={
+            "limit_mode": "fixed",
+            "max_in_flight": 1,
+            "queue_timeout_ms": 0,
+            "retry_after_s": 2,
+        }
     )
     app = create_app(tight)
     videos = [Video(name=f"crowd {i}") for i in range(10)]

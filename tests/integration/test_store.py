@@ -17,7 +17,9 @@ from killrvideo_reco.storage import CassandraStore
 @pytest.fixture
 def wide_store(settings: Settings, store: CassandraStore) -> Iterator[CassandraStore]:
     """A store that lets 64 writes in flight at once (``store`` applies the schema)."""
-    wide = CassandraStore.open(settings.model_copy(update={"max_in_flight": 64}))
+    wide = CassandraStore.open(
+        settings.model_copy(update={"limit_mode": "fixed", "max_in_flight": 64})
+    )
     wide.load_schema()
     yield wide
     wide.close()
@@ -78,7 +80,9 @@ async def test_writes_beyond_the_in_flight_bound_are_refused_fast(
     settings: Settings, rng: np.random.Generator
 ) -> None:
     store = CassandraStore.open(
-        settings.model_copy(update={"max_in_flight": 2, "queue_timeout_ms": 0})
+        settings.model_copy(
+            update={"limit_mode": "fixed", "max_in_flight": 2, "queue_timeout_ms": 0}
+        )
     )
     try:
         spec = store.load_schema()

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from killrvideo_reco.logs import JsonFormatter, TextFormatter
+from killrvideo_reco.logs import JsonFormatter, TextFormatter, configure
 
 
 def record(
@@ -42,3 +42,18 @@ def test_text_appends_known_fields_and_quotes_those_with_spaces() -> None:
         record("POST /x 422", fields={"requestId": "r1", "videoId": None, "reason": "too long"})
     )
     assert text.endswith("WARNING kv.test: POST /x 422 requestId=r1 reason='too long'")
+
+
+def test_configure_silences_uvicorn_access_which_our_own_line_replaces() -> None:
+    # uvicorn's protocol logs a line per request whenever the logger has a
+    # handler, its own or the root's through propagation (issue 20: two lines).
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure(level="INFO", fmt="json")
+        assert not logging.getLogger("uvicorn.access").hasHandlers()
+        assert logging.getLogger("uvicorn.error").hasHandlers()  # start-up, errors: kept
+        assert logging.getLogger("killrvideo_reco.access").hasHandlers()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -20,7 +20,7 @@ from ..storage import CassandraStore
 from . import errors
 from .deps import Services
 from .front import Drain, Front
-from .metrics import FROM_STORES, OBSERVER
+from .metrics import FROM_STORES, OBSERVER, publish_loop, worker_exited
 from .routes import docs, health, ingest, related
 
 log = logging.getLogger("killrvideo_reco")
@@ -72,9 +72,13 @@ def create_app(settings: Settings) -> FastAPI:
             _load_schema(store, settings.keyspace)
             _attach(svc, store)
         drain.install()
+        publisher = asyncio.create_task(publish_loop())  # --workers N: the store gauges
         try:
             yield
         finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
             # The server has stopped accepting and waited for in-flight requests
             # (KV_SHUTDOWN_TIMEOUT_S): nothing uses the session any more.
             drain.start()
@@ -86,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
             if svc.connected:
                 svc.store.close()
                 log.info("closed the Cassandra session")
+            worker_exited()
 
     app = _App(
         title="killrvideo-reco",

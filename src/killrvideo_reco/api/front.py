@@ -18,6 +18,7 @@ answered 503 with ``Retry-After`` and ``Connection: close`` before any work.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -222,13 +223,20 @@ def _level(status: int) -> int:
     return logging.ERROR if status >= 500 else logging.INFO
 
 
+# Our own ids: a random prefix per process and a counter, unique across workers
+# and restarts without a getrandom(2) per request (a syscall that hands the GIL
+# to the driver's thread under load).
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(int.from_bytes(os.urandom(3)))
+
+
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == b"x-request-id":
             if _SANE_ID.fullmatch(value):
                 return value.decode()
             break  # not a token we would echo into a header and a log: make our own
-    return os.urandom(12).hex()
+    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFF:08x}"
 
 
 async def _answer_500(send: Send) -> None:

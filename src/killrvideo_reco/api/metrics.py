@@ -1,5 +1,12 @@
 """Prometheus metrics; exposed on GET /metrics (deploy/grafana-dashboard.json charts them).
 
+With ``kv-reco serve --workers N`` (N > 1) the workers share prometheus_client's
+multiprocess mode: ``serve`` points PROMETHEUS_MULTIPROC_DIR at a fresh
+directory before the workers start, each writes its samples there, and
+whichever worker answers a scrape reads them all, so /metrics shows the
+service's totals whichever worker answers. The gauges read from the live
+stores are published there by each worker once a second (``publish_loop``).
+
 The storage layer knows nothing of Prometheus: it reports statements and slot
 waits to an observer (``storage.StoreObserver``), and the live stores are read
 at scrape time for what they hold (slots in use, the schema).
@@ -7,10 +14,22 @@ at scrape time for what they hold (slots in use, the schema).
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
 import weakref
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -62,8 +81,14 @@ class _RequestSeconds:
 
 
 REQUEST_SECONDS = _RequestSeconds()
+# Set by `serve --workers N` before the workers start (prometheus_client reads
+# it when it is first imported, so it cannot be turned on later).
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
 REQUESTS_IN_FLIGHT = Gauge(
-    "kv_reco_http_requests_in_flight", "HTTP requests being served now, this scrape included"
+    "kv_reco_http_requests_in_flight",
+    "HTTP requests being served now, this scrape included",
+    multiprocess_mode="livesum",
 )
 
 _INGESTS = Counter(
@@ -106,7 +131,7 @@ _CASSANDRA_ERRORS = Counter(
 )
 _SLOT_WAIT_SECONDS = Histogram(
     "kv_reco_write_slot_wait_seconds",
-    "Time an ingest write waited for one of KV_MAX_IN_FLIGHT slots (0 when one was free)",
+    "Time an ingest write waited for an in-flight slot (0 when one was free)",
     buckets=(0.0, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 
@@ -143,13 +168,26 @@ class _FromStores(Collector):
         stores = list(self.stores)
         yield GaugeMetricFamily(
             "kv_reco_writes_in_flight",
-            "Ingest writes holding a slot now (at most KV_MAX_IN_FLIGHT per process)",
+            "Ingest writes holding a slot now (at most kv_reco_write_limit)",
             value=sum(store.in_flight for store in stores),
         )
         yield GaugeMetricFamily(
             "kv_reco_writes_waiting",
             "Ingest writes waiting for a slot now",
             value=sum(store.waiting for store in stores),
+        )
+        yield GaugeMetricFamily(
+            "kv_reco_write_limit",
+            "Ingest writes allowed in flight now: KV_MAX_IN_FLIGHT, or the adaptive limit "
+            "(KV_LIMIT_MODE)",
+            value=sum(store.writer.limit for store in stores),
+        )
+        floors = [f for store in stores if (f := store.writer.latency_floor_s) is not None]
+        yield GaugeMetricFamily(
+            "kv_reco_write_latency_floor_seconds",
+            "The adaptive limit's measured floor: the long average of write latency "
+            "(NaN when fixed or not yet measured)",
+            value=min(floors) if floors else math.nan,
         )
         schema = GaugeMetricFamily(
             "kv_reco_schema_info",
@@ -168,4 +206,61 @@ class _FromStores(Collector):
 
 
 FROM_STORES = _FromStores()
-REGISTRY.register(FROM_STORES)
+
+
+class _Published:
+    """The store gauges as multiprocess gauges, for the workers of `serve --workers N`."""
+
+    def __init__(self) -> None:
+        def gauge(name: str, mode: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, "", labels, registry=None, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+        self.gauges = {
+            "kv_reco_writes_in_flight": gauge("kv_reco_writes_in_flight", "livesum"),
+            "kv_reco_writes_waiting": gauge("kv_reco_writes_waiting", "livesum"),
+            "kv_reco_write_limit": gauge("kv_reco_write_limit", "livesum"),
+            "kv_reco_write_latency_floor_seconds": gauge(
+                "kv_reco_write_latency_floor_seconds", "livemin"
+            ),
+        }
+        self.schema = gauge(
+            "kv_reco_schema_info", "livemax", ("keyspace", "column", "dimension", "similarity")
+        )
+
+    def publish(self) -> None:
+        for family in FROM_STORES.collect():
+            for sample in family.samples:
+                if family.name == "kv_reco_schema_info":
+                    self.schema.labels(**sample.labels).set(sample.value)
+                elif not math.isnan(sample.value):
+                    self.gauges[family.name].set(sample.value)
+
+
+if MULTIPROCESS:
+    _PUBLISHED = _Published()
+else:
+    REGISTRY.register(FROM_STORES)
+
+
+async def publish_loop(period_s: float = 1.0) -> None:
+    """With several workers: publish this worker's store gauges every ``period_s``."""
+    if not MULTIPROCESS:
+        return
+    while True:
+        _PUBLISHED.publish()
+        await asyncio.sleep(period_s)
+
+
+def worker_exited() -> None:
+    """This worker stops: its live gauges leave the sums (prometheus_client's way)."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def exposition() -> tuple[bytes, str]:
+    """The /metrics body and its content type: this process's, or every worker's."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -12,7 +12,13 @@ is plain text. This subclass adds, per connection:
 - a bound on the header section's bytes (431, or 414 for the URL alone) and on
   the number of header lines (431);
 - a bound on open connections per process: the one over it gets 503 at once;
-- the spec's JSON failure shape for every answer sent before the app runs.
+- the spec's JSON failure shape for every answer sent before the app runs;
+- a lingering close: an answer that closes the connection before the request's
+  body has all arrived (the drain's 503) half-closes, then reads
+  and discards what the client still sends, up to ``LINGER_BYTES`` and
+  ``LINGER_S``, as nginx's ``lingering_close`` does. Closing at once with
+  unread bytes makes the kernel send a reset, and a client still writing its
+  body gets ``BrokenPipeError`` instead of the answer.
 
 Other servers were weighed: hypercorn (h11, pure Python) has these limits but
 parses far slower than httptools, and granian's Rust front end lacks the
@@ -58,6 +64,30 @@ class Limits:
             max_header_bytes=settings.max_header_bytes,
             max_headers=settings.max_headers,
         )
+
+
+# The lingering close's bounds: enough for the rest of a KV_MAX_BODY_BYTES body
+# from a client on a fair link, small against a client that never stops.
+LINGER_BYTES = 1024 * 1024
+LINGER_S = 2.0
+
+
+class _CycleTransport:
+    """What uvicorn's request cycle sees as its transport: ``close`` may linger."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self._protocol.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._protocol.transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
 
 
 @functools.cache
@@ -111,6 +141,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._url_bytes = 0
         self._header_bytes = 0  # exact, from the parsed header lines
         self._header_count = 0
+        self._body_pending = False  # a request's headers have ended and its body has not
+        self.lingering = False
+        self._linger_left = 0
 
     # -- connection -----------------------------------------------------------------
 
@@ -131,6 +164,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:
+                self._stop_lingering()
+            return
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -182,12 +220,56 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._body_pending = True
         self._arm(self._limits.body_timeout_s, self._on_body_timeout)
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
+        self._body_pending = False
         self._disarm()
         super().on_message_complete()
+
+    # -- lingering close -------------------------------------------------------------
+
+    def close_after_answer(self) -> None:
+        """The app's answer is sent and says ``Connection: close``: close, or linger."""
+        transport = self.transport
+        if self.lingering or transport.is_closing():
+            return
+        if not self._body_pending or not transport.can_write_eof():
+            transport.close()
+            return
+        # The answer is written; the client is still sending its body. Send FIN
+        # after the answer, and read and drop the rest, within bounds.
+        self.lingering = True
+        self._linger_left = LINGER_BYTES
+        transport.write_eof()
+        self.flow.resume_reading()  # uvicorn pauses reads on a large unread body
+        self._arm(LINGER_S, self._stop_lingering)
+
+    def _stop_lingering(self) -> None:
+        self._deadline = None
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        if self.lingering:
+            self.server_state.total_requests += 1
+            return  # no keep-alive timer, no pipelined request: the connection ends
+        super().on_response_complete()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close idle connections, the others after answering."""
+        if self.lingering:
+            return  # it closes itself within LINGER_S
+        if self._in_head:
+            # A request has begun: let its head end (KV_HEADER_TIMEOUT_S bounds
+            # that), so the client gets the drain's 503 rather than a reset.
+            return
+        super().shutdown()
 
     # -- deadlines -------------------------------------------------------------------
 

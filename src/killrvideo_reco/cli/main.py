@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -341,13 +344,28 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default KV_PORT")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
-    """Serve the HTTP API."""
-    import uvicorn
-
+    """Serve the HTTP API; ``--workers N``: N processes, each with its own session and limit."""
     from ..logs import configure
 
     settings = get_settings()
     configure(level=settings.log_level, fmt=settings.log_format)
+    metrics_dir = None
+    if workers > 1:
+        # Each worker is a process of its own (session, limiter, metrics): they
+        # share their metrics through prometheus_client's multiprocess mode, in a
+        # directory of this run's (api/metrics.py). Set before any worker starts.
+        metrics_dir = tempfile.mkdtemp(prefix="kv-reco-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(settings, host=host, port=port, workers=workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(settings: Settings, *, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "killrvideo_reco.api.app:app_from_env",
         factory=True,

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
 from ..domain.vectors import VectorSpec
-from ..errors import SchemaNotReady, VideoNotFound
+from ..errors import SchemaNotReady, StorageUnavailable, VideoNotFound
 from . import _driver, schema
 from ._codec import bind_packed_vectors
-from ._limiter import InFlightLimiter
+from ._limiter import FixedLimit, Gradient2Limit, InFlightLimiter, Limit
 from ._observe import StoreObserver, Unobserved, observed
+
+
+def limit_policy(settings: Settings) -> Limit:
+    """KV_LIMIT_MODE's bound on writes in flight, one per process (per writer)."""
+    if settings.limit_mode == "fixed":
+        return FixedLimit(settings.max_in_flight)
+    return Gradient2Limit(
+        initial=settings.max_in_flight,
+        minimum=settings.adaptive_min_in_flight,
+        maximum=settings.adaptive_max_in_flight,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +46,7 @@ class VectorWriter:
         self._serial = _driver.serial_consistency_for(settings.consistency)
         self._statements: _Statements | None = None
         self._limiter = InFlightLimiter(
-            limit=settings.max_in_flight, timeout_s=settings.queue_timeout_ms / 1000
+            limit=limit_policy(settings), timeout_s=settings.queue_timeout_ms / 1000
         )
         self._observer: StoreObserver = Unobserved()
 
@@ -52,6 +64,16 @@ class VectorWriter:
     def waiting(self) -> int:
         """Ingest writes waiting for a slot now."""
         return self._limiter.waiting
+
+    @property
+    def limit(self) -> int:
+        """Ingest writes allowed in flight now (KV_MAX_IN_FLIGHT when fixed)."""
+        return self._limiter.limit
+
+    @property
+    def latency_floor_s(self) -> float | None:
+        """The adaptive limit's measured write latency floor; None when fixed or unmeasured."""
+        return getattr(self._limiter.policy, "floor_s", None)
 
     def prepare(self, spec: VectorSpec) -> None:
         """Prepare the writes for the live vector shape ``spec``."""
@@ -139,4 +161,14 @@ class VectorWriter:
 
     async def _run(self, name: str, statement: Any, values: tuple[Any, ...]) -> Any:
         pending = _driver.run_async(self._session, statement.bind(values))
-        return await observed(self._observer, name, pending)
+        started = time.perf_counter()
+        try:
+            result = await observed(self._observer, name, pending)
+        except StorageUnavailable:
+            # A timeout, an unavailable replica, no host: the adaptive limit backs off.
+            self._limiter.dropped()
+            raise
+        # Every write statement holds a slot (the API's or ours): its latency
+        # is what the adaptive limit follows.
+        self._limiter.sample(time.perf_counter() - started)
+        return result

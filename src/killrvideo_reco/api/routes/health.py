@@ -6,12 +6,12 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
 from ...errors import RecoError
 from ..deps import Services, services
 from ..errors import failure
+from ..metrics import exposition
 
 router = APIRouter()
 
@@ -59,4 +59,5 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = exposition()
+    return Response(body, media_type=media_type)

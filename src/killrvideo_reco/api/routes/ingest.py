@@ -214,7 +214,7 @@ async def ingest_batch(request: Request, svc: Annotated[Services, Depends(servic
                 failed.video_id = str(command.video_id)
                 results[index] = failed
 
-    workers = min(len(todo), svc.settings.max_in_flight)
+    workers = min(len(todo), store.writer.limit)  # the limit now, adaptive or fixed
     await asyncio.gather(*(worker() for _ in range(workers)))
     items = []
     for item, error in zip(batch.items, results, strict=True):
