@@ -224,11 +224,12 @@ class Service:
     """A real `kv-reco serve` process with this environment: ``url`` while it runs;
     ``output`` (its stdout and stderr, drained as it writes) at any time."""
 
-    def __init__(self, env: dict[str, str], *, ready_timeout_s: float = 60) -> None:
+    def __init__(self, env: dict[str, str], *args: str, ready_timeout_s: float = 60) -> None:
         self.env = env
         self.url = f"http://127.0.0.1:{free_port()}"
         self.ready_timeout_s = ready_timeout_s
-        self.child = Child([KV, "serve", "--port", self.url.rsplit(":", 1)[1]], env=env)
+        port = self.url.rsplit(":", 1)[1]
+        self.child = Child([KV, "serve", "--port", port, *args], env=env)
 
     @property
     def output(self) -> str:

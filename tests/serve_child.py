@@ -5,17 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import httpx2 as httpx
-
-from .conftest import KV, free_port
+from .conftest import Service
 from .proc import Child
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @contextlib.contextmanager
@@ -23,8 +14,5 @@ def serve_child(
     env: dict[str, str], *args: str, timeout_s: float = 60
 ) -> Iterator[tuple[Child, str]]:
     """Start `kv-reco serve` on a free port with ``args``; yield it and its URL once ready."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with Child([KV, "serve", "--port", str(port), *args], env=env) as child:
-        child.wait_for(lambda: ready(url), what="serve to become ready", timeout_s=timeout_s)
-        yield child, url
+    with Service(env, *args, ready_timeout_s=timeout_s) as service:
+        yield service.child, service.url
