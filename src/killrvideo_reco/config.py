@@ -170,14 +170,14 @@ class Settings(BaseSettings):
     # driver's best rate and halved the accepted p99 under overload against 8
     # (`make bench`; docs/operating.md "Overload").
     max_in_flight: Annotated[int, Field(ge=1)] = 4
-    """Ingest writes in flight to Cassandra, per process: the bound in `fixed` mode, the start in `adaptive`."""
+    """Ingest writes in flight per process: the `fixed` bound; where `adaptive` starts."""
     # fixed: KV_MAX_IN_FLIGHT is the bound. adaptive: it is where the bound
     # starts, and the write latency moves it between the two settings below
     # (Gradient2, storage/_limiter.py; docs/load-and-limits.md).
     limit_mode: Annotated[Literal["fixed", "adaptive"], BeforeValidator(_lower)] = "adaptive"
     """`adaptive` (the bound follows write latency, Gradient2) or `fixed` (KV_MAX_IN_FLIGHT)."""
     adaptive_min_in_flight: Annotated[int, Field(ge=1)] = 2
-    """Adaptive mode: the lowest the in-flight bound goes (also where it probes the latency floor)."""
+    """Adaptive mode: the lowest in-flight bound (and the latency-floor probes' concurrency)."""
     adaptive_max_in_flight: Annotated[int, Field(ge=1, le=4096)] = 64
     """Adaptive mode: the highest the in-flight bound goes."""
     # How long a request may wait for a free slot before it gets 503 (the
