@@ -97,7 +97,7 @@ async def _authorized_body(
     request: Request, svc: Services, *, limit: int
 ) -> tuple[bytes, VectorSpec]:
     """Auth, media type and size checks, in that order; the body and the live vector spec."""
-    svc.verifier.authorize(authorization(request), role=CREATOR)
+    await svc.verifier.authorize(authorization(request), role=CREATOR)
     _check_media_type(request.headers.get("content-type"))
     _check_content_encoding(request.headers.get("content-encoding"))
     body = await read_body(request, limit=limit)

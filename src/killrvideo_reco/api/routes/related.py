@@ -45,7 +45,7 @@ async def related(
 ) -> Response:
     bearer = authorization(request)
     if bearer is not None:
-        svc.verifier.authenticate(bearer)
+        await svc.verifier.authenticate(bearer)
     video_id = parse_video_id(videoId)
     items = await svc.store.related.nearest(video_id, limit=check_limit(limit))
     payload = [
