@@ -123,8 +123,8 @@ def _signing_key(entry: object) -> tuple[SigningKey, tuple[object, ...]]:
         raise JwksError(f"{where} is not a signing key (use {entry.get('use')!r})")
     if kty == "oct" or (isinstance(alg, str) and alg.upper().startswith("HS")):
         raise JwksError(f"{where} is a symmetric key: never taken from a key set")
-    if kty not in _PUBLIC_MEMBERS:
-        raise JwksError(f"{where} has key type {kty!r}: not RSA, EC or OKP")
+    if not isinstance(kty, str) or kty not in _PUBLIC_MEMBERS:
+        raise JwksError(f"{where} has key type {_cut(repr(kty))}: not RSA, EC or OKP")
     members = tuple(entry.get(name) for name in _PUBLIC_MEMBERS[kty])
     if not all(isinstance(m, str) and m for m in members):
         names = "/".join(_PUBLIC_MEMBERS[kty])
@@ -144,18 +144,18 @@ def _algorithms(kty: str, crv: object, alg: object, where: str) -> frozenset[str
     if kty == "RSA":
         family = _RSA_ALGORITHMS
     elif kty == "EC":
-        if crv not in _EC_ALGORITHMS:
-            raise JwksError(f"{where} is on curve {crv!r}: not P-256, P-384 or P-521")
-        family = frozenset({_EC_ALGORITHMS[str(crv)]})
+        if not isinstance(crv, str) or crv not in _EC_ALGORITHMS:
+            raise JwksError(f"{where} is on curve {_cut(repr(crv))}: not P-256, P-384 or P-521")
+        family = frozenset({_EC_ALGORITHMS[crv]})
     else:
-        if crv not in _OKP_CURVES:
-            raise JwksError(f"{where} is on curve {crv!r}: not Ed25519 or Ed448")
+        if not isinstance(crv, str) or crv not in _OKP_CURVES:
+            raise JwksError(f"{where} is on curve {_cut(repr(crv))}: not Ed25519 or Ed448")
         family = frozenset({"EdDSA"})
     if alg is None:  # Entra ID publishes its keys without alg
         return family
-    if alg not in family:
-        raise JwksError(f"{where} declares alg {_cut(str(alg))!r}, which a {kty} key cannot use")
-    return frozenset({str(alg)})
+    if not isinstance(alg, str) or alg not in family:
+        raise JwksError(f"{where} declares alg {_cut(repr(alg))}, which a {kty} key cannot use")
+    return frozenset({alg})
 
 
 def _cut(text: str, limit: int = 80) -> str:
@@ -326,7 +326,7 @@ class Jwks:
             if self._keys
             else "no keys held yet: tokens get 503"
         )
-        after = self._next_attempt() - self._clock()
+        after = max(0.0, self._next_attempt() - self._clock())
         log.warning(
             "the identity provider's keys could not be fetched from %s: %s; %s; next try in %.0f s",
             self.source,
