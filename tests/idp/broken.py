@@ -107,7 +107,10 @@ class BrokenIdP:
         self._server.idp = self
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.jwks_url = f"{self.base}/jwks"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for it, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()

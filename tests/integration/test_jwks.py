@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from killrvideo_reco.errors import KeysUnavailable, Unauthenticated
 from killrvideo_reco.jwks import Jwks
@@ -142,3 +143,26 @@ async def test_a_duplicated_kid_is_left_out_and_the_rest_is_used(broken: BrokenI
         assert (await keys.key_for(broken.kid)).kid == broken.kid
         with pytest.raises(Unauthenticated, match="not published"):
             await keys.key_for("twice")
+
+
+async def test_the_key_set_is_fetched_again_in_the_background(broken: BrokenIdP) -> None:
+    # Real time here: one-second intervals, and a deadline on the wait.
+    keys = Jwks(
+        issuer="https://idp.example.com",
+        jwks_url=broken.jwks_url,
+        refresh_s=1,
+        min_refresh_s=1,
+        timeout_s=1.0,
+    )
+    async with keys:
+        old_kid = broken.kid
+        # Another key, published in place of the first.
+        broken.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        broken.kid = "rotated"
+        # No token asks for it: only a background fetch can see the old kid go.
+        async with asyncio.timeout(15):
+            while keys.generation == 0:
+                await asyncio.sleep(0.05)
+        assert (await keys.key_for("rotated")).kid == "rotated"
+        with pytest.raises(Unauthenticated, match="not published"):
+            await keys.key_for(old_kid)
