@@ -16,6 +16,7 @@ its own (``key``, a test RSA key) and answers ``/jwks`` as ``mode`` says:
     redirect    302 to the good key set
     slow        the key set, but only once ``release`` is set (or 30 s pass)
     drip        headers, then one byte of the key set every 0.2 s
+    hangup      the connection closed without an answer
 
 ``hits`` counts the requests to /jwks. Stopping the server releases every
 held answer.
@@ -27,6 +28,7 @@ import base64
 import contextlib
 import gzip
 import json
+import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"{}")
             return
         self.idp.hits += 1
+        # One request per connection: once stopped, the server answers nothing,
+        # not even on a connection the service kept alive.
+        self.close_connection = True
         # The service may hang up on us mid-answer: that is what it should do.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             getattr(self, "_" + self.idp.mode.replace("-", "_"))()
@@ -206,6 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _slow(self) -> None:
         self.idp.release.wait(30)
         self._send(200, self.idp.good_set())
+
+    def _hangup(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _drip(self) -> None:
         body = self.idp.good_set()

@@ -80,6 +80,7 @@ BAD_DAYS = {
     "redirect": "HTTP 302 (redirects are not followed)",
     "slow": "no complete answer within 0.5 s",
     "drip": "no complete answer within 0.5 s",
+    "hangup": "RemoteProtocolError (Server disconnected without sending a response.)",
 }
 
 
@@ -135,6 +136,21 @@ async def test_without_any_key_a_token_gets_503_with_the_reason(
             await asyncio.wait_for(keys.key_for(broken.kid), timeout=10)
         said = BAD_DAYS.get(mode, "cannot connect")
         assert said in unavailable.value.message
+
+
+async def test_a_provider_gone_later_leaves_the_held_keys_working() -> None:
+    clock = Clock()
+    with BrokenIdP() as gone:
+        keys = keyset(gone, clock)
+        await keys.open()
+        kid = gone.kid
+    try:  # the server has stopped: nothing listens on its port now
+        clock.now += 60
+        with pytest.raises(KeysUnavailable, match="cannot connect"):
+            await asyncio.wait_for(keys.key_for("rotated-in"), timeout=10)
+        assert (await keys.key_for(kid)).kid == kid
+    finally:
+        await keys.aclose()
 
 
 async def test_a_duplicated_kid_is_left_out_and_the_rest_is_used(broken: BrokenIdP) -> None:
