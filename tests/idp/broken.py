@@ -154,12 +154,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"{}")
             return
         self.idp.hits += 1
-        # One request per connection: once stopped, the server answers nothing,
-        # not even on a connection the service kept alive.
-        self.close_connection = True
         # The service may hang up on us mid-answer: that is what it should do.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             getattr(self, "_" + self.idp.mode.replace("-", "_"))()
+
+    def end_headers(self) -> None:
+        # One request per connection, said so: once stopped, the server answers
+        # nothing, not even on a connection the service would have kept alive.
+        self.send_header("Connection", "close")
+        super().end_headers()
 
     def _send(self, status: int, body: bytes, **headers: str) -> None:
         self.send_response(status)
