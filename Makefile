@@ -59,7 +59,15 @@ demo: cassandra-up ## Serve the 500-video KillrVideo catalogue (384 dims, keyspa
 	  echo "demo ready; try: $(DEMO_ENV) $(KV) related $$(head -c 36 $(CATALOGUE))"; \
 	  wait $$pid'
 
-test: $(DEV_STAMP) cassandra-up lint docs-check ## Set up everything, lint, build the docs strictly, and run the whole test suite against a real node
+# The service-account tests' identity provider: oidc-provider from npm, run
+# by the system's Node (20 or later). Reinstalled when its lock file changes.
+IDP_STAMP := tests/idp/node_modules/.installed
+$(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm (apt-get install nodejs npm)" >&2; exit 1; }
+	cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(DEV_STAMP) $(IDP_STAMP) cassandra-up lint docs-check ## Set up everything, lint, build the docs strictly, and run the whole test suite against a real node
 	$(BIN)/pytest
 
 test-unit: $(DEV_STAMP) ## The unit tests alone: no node needed, a few seconds
@@ -135,7 +143,7 @@ bench-large: $(BENCH_STAMP) cassandra-up ## The same at 100,000 vectors (well ov
 	$(BIN)/python bench/recall.py --vectors 100000
 
 clean: ## Remove the virtualenv (the node's data and the jar cache stay)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/idp/node_modules
 
 bench-embed: $(STAMP) ## Embedding throughput of kv-reco embed; BASELINE_PYTHON=<python with sentence-transformers> adds the torch path in the same run
 	$(BIN)/python bench/embed.py $(if $(BASELINE_PYTHON),--baseline-python $(BASELINE_PYTHON))

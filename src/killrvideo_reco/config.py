@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, FilePath, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -42,6 +52,48 @@ Consistency = Annotated[
     ],
     BeforeValidator(_upper),
 ]  # fmt: skip
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key_url(value: str) -> str:
+    # Whoever can change the key document can mint tokens: it comes over TLS,
+    # except from this machine (a sidecar, the tests' provider).
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return value
+    raise ValueError("must be an https:// URL (http:// only on a loopback address)")
+
+
+KeyUrl = Annotated[str, AfterValidator(check_key_url)]
+
+
+# A dotted path into the claims: realm_access.roles. A segment may not be
+# empty; a claim whose own name has dots (Auth0's https://x.example/roles) is
+# matched whole before the path is split (auth.py).
+def _claim_path(value: str) -> str:
+    if not value or any(not part or part != part.strip() for part in value.split(".")):
+        raise ValueError("must be a claim name or a dotted path to one, such as realm_access.roles")
+    return value
+
+
+def _scope(value: str) -> str:
+    if not value or len(value.split()) != 1 or value != value.strip():
+        raise ValueError("must be one scope value, such as reco:ingest (no spaces)")
+    return value
+
+
+ClaimPath = Annotated[str, AfterValidator(_claim_path)]
+Scope = Annotated[str, AfterValidator(_scope)]
 
 
 _NOT_WITH_ASTRA = frozenset(
@@ -210,6 +262,26 @@ class Settings(BaseSettings):
     """When set, `aud` is required and checked."""
     jwt_leeway_s: Annotated[int, Field(ge=0)] = 0
     """Clock-skew allowance for `exp`."""
+    # Service accounts: the identity provider's signing keys (docs/service-accounts.md).
+    jwt_jwks_url: KeyUrl | None = None
+    """The identity provider's JWKS document (https, or http on loopback)."""
+    jwt_discovery: bool = False
+    """Find the JWKS URL from `KV_JWT_ISSUER` + `/.well-known/openid-configuration` instead."""
+    jwt_roles_claim: ClaimPath = "roles"
+    """Dotted path to the list that must hold `creator` (Keycloak: `realm_access.roles`)."""
+    jwt_scope: Scope | None = None
+    """A scope in a space-separated `scope` or `scp` claim that grants the creator role."""
+    # A token naming an unknown kid fetches the set at most once per
+    # KV_JWT_JWKS_MIN_REFRESH_S: made-up kids cannot become a storm of requests
+    # to the provider.
+    jwt_jwks_refresh_s: Annotated[int, Field(ge=1, le=86_400)] = 600
+    """Seconds between background fetches of the key set."""
+    jwt_jwks_min_refresh_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    """Least seconds between fetches that an unknown `kid` triggers."""
+    # One fetch, connection to last byte; a request waits at most this long
+    # for a key, well under a client's timeout.
+    jwt_jwks_timeout_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+    """Deadline of one key-set fetch, in seconds."""
 
     # Local node manager
     state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
@@ -223,6 +295,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
+        if self.uses_jwks:
+            return self._check_jwks()
         if self.jwt_algorithm is JwtAlgorithm.HS256:
             if self.jwt_public_key_file is not None:
                 raise ValueError("KV_JWT_PUBLIC_KEY_FILE needs KV_JWT_ALGORITHM=RS256 or ES256")
@@ -230,6 +304,35 @@ class Settings(BaseSettings):
                 raise ValueError("KV_JWT_SECRET must be at least 32 characters for HS256")
         elif self.jwt_public_key_file is None:
             raise ValueError(f"KV_JWT_ALGORITHM={self.jwt_algorithm} needs KV_JWT_PUBLIC_KEY_FILE")
+        return self
+
+    def _check_jwks(self) -> Self:
+        if self.jwt_discovery and self.jwt_jwks_url is not None:
+            raise ValueError("KV_JWT_DISCOVERY finds the JWKS URL itself: unset KV_JWT_JWKS_URL")
+        local = sorted(
+            f"KV_{name.upper()}"
+            for name in self.model_fields_set
+            & {"jwt_algorithm", "jwt_secret", "jwt_public_key_file"}
+        )
+        if local:
+            raise ValueError(
+                f"the identity provider's keys (KV_JWT_JWKS_URL / KV_JWT_DISCOVERY) replace "
+                f"{', '.join(local)}: unset them"
+            )
+        # Any key the provider publishes signs tokens for its every client: only
+        # iss and aud tell this service's tokens apart.
+        if self.jwt_issuer is None or self.jwt_audience is None:
+            raise ValueError(
+                "KV_JWT_ISSUER and KV_JWT_AUDIENCE are required with KV_JWT_JWKS_URL or "
+                "KV_JWT_DISCOVERY"
+            )
+        if self.jwt_discovery:
+            try:
+                check_key_url(self.jwt_issuer)
+            except ValueError as exc:
+                raise ValueError(f"KV_JWT_ISSUER, with KV_JWT_DISCOVERY, {exc}") from None
+        if self.jwt_jwks_min_refresh_s > self.jwt_jwks_refresh_s:
+            raise ValueError("KV_JWT_JWKS_MIN_REFRESH_S must not exceed KV_JWT_JWKS_REFRESH_S")
         return self
 
     @model_validator(mode="after")
@@ -273,8 +376,17 @@ class Settings(BaseSettings):
         return [p.strip() for p in self.contact_points.split(",") if p.strip()]
 
     @property
+    def uses_jwks(self) -> bool:
+        """Tokens are checked with the identity provider's published keys."""
+        return self.jwt_jwks_url is not None or self.jwt_discovery
+
+    @property
     def uses_local_dev_key(self) -> bool:
-        return self.jwt_algorithm is JwtAlgorithm.HS256 and self.jwt_secret is None
+        return (
+            not self.uses_jwks
+            and self.jwt_algorithm is JwtAlgorithm.HS256
+            and self.jwt_secret is None
+        )
 
     def hmac_secret(self) -> str:
         """The HS256 secret: configured, or generated once into the state directory.

@@ -15,6 +15,7 @@ HTTP exceptions::
     │   ├── ClientDisconnected       499  the client left before sending its whole body
     │   └── InvalidRequest           422  well-formed JSON that breaks a rule
     │       └── InvalidVector        422  the vector breaks a rule; ``index`` if one element
+    ├── KeysUnavailable              503  the identity provider's signing keys cannot be had
     ├── StorageError                 Cassandra trouble: the client may retry
     │   ├── StorageUnavailable       503  timeouts, unavailable replicas, overload
     │   └── SchemaNotReady           503  keyspace, table or index missing
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 class RecoError(Exception):
     status_code = 500
+    # A 503's own Retry-After, when it knows better than KV_RETRY_AFTER_S.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -77,6 +80,20 @@ class InvalidVector(InvalidRequest):
     def __init__(self, message: str, *, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+class KeysUnavailable(RecoError):
+    """The token names a key we do not hold, and the provider could not be asked.
+
+    Not the client's fault, and it may pass: ``retry_after_s`` is when the next
+    fetch of the key set may happen.
+    """
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StorageError(RecoError):

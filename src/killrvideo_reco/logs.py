@@ -68,6 +68,9 @@ def configure(*, level: str, fmt: Literal["text", "json"]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs each request at INFO; the key-set fetches (jwks.py) log one
+    # line of their own that says what the provider did.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -23,18 +23,18 @@ def bearer(token: str) -> str:
     return f"Bearer {token}"
 
 
-def test_a_creator_token_is_authorized(tmp_path: Path) -> None:
+async def test_a_creator_token_is_authorized(tmp_path: Path) -> None:
     s = hs_settings(tmp_path)
-    principal = TokenVerifier(s).authorize(
+    principal = await TokenVerifier(s).authorize(
         bearer(mint_token(s, roles=[CREATOR], subject="u1")), role=CREATOR
     )
     assert principal.subject == "u1" and CREATOR in principal.roles
 
 
-def test_a_token_without_the_role_is_forbidden(tmp_path: Path) -> None:
+async def test_a_token_without_the_role_is_forbidden(tmp_path: Path) -> None:
     s = hs_settings(tmp_path)
     with pytest.raises(Forbidden, match="requires the 'creator' role"):
-        TokenVerifier(s).authorize(bearer(mint_token(s, roles=["viewer"])), role=CREATOR)
+        await TokenVerifier(s).authorize(bearer(mint_token(s, roles=["viewer"])), role=CREATOR)
 
 
 @pytest.mark.parametrize(
@@ -48,32 +48,32 @@ def test_a_token_without_the_role_is_forbidden(tmp_path: Path) -> None:
         ("Bearer abc", "malformed"),
     ],
 )
-def test_missing_or_malformed_tokens_are_unauthenticated(
+async def test_missing_or_malformed_tokens_are_unauthenticated(
     tmp_path: Path, header: str | None, message: str
 ) -> None:
     with pytest.raises(Unauthenticated, match=message):
-        TokenVerifier(hs_settings(tmp_path)).authenticate(header)
+        await TokenVerifier(hs_settings(tmp_path)).authenticate(header)
 
 
-def test_expired_tokens_are_refused(tmp_path: Path) -> None:
+async def test_expired_tokens_are_refused(tmp_path: Path) -> None:
     s = hs_settings(tmp_path)
     with pytest.raises(Unauthenticated, match="expired"):
-        TokenVerifier(s).authenticate(bearer(mint_token(s, roles=[CREATOR], ttl_s=-5)))
+        await TokenVerifier(s).authenticate(bearer(mint_token(s, roles=[CREATOR], ttl_s=-5)))
 
 
 @pytest.mark.parametrize("leeway", [0, 30])
-def test_a_cached_token_stops_working_when_it_expires(tmp_path: Path, leeway: int) -> None:
+async def test_a_cached_token_stops_working_when_it_expires(tmp_path: Path, leeway: int) -> None:
     s = hs_settings(tmp_path, jwt_leeway_s=leeway)
     now = [time.time()]
     verifier = TokenVerifier(s, clock=lambda: now[0])
     token = mint_token(s, roles=[CREATOR], ttl_s=600)
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
-    verifier.authenticate(bearer(token))
+    await verifier.authenticate(bearer(token))
     now[0] = expires + leeway - 1  # still good, from the cache
-    assert CREATOR in verifier.authenticate(bearer(token)).roles
+    assert CREATOR in (await verifier.authenticate(bearer(token))).roles
     now[0] = expires + leeway
     with pytest.raises(Unauthenticated, match="expired"):
-        verifier.authenticate(bearer(token))
+        await verifier.authenticate(bearer(token))
 
 
 def test_a_minted_token_lives_at_least_its_ttl(tmp_path: Path) -> None:
@@ -82,49 +82,49 @@ def test_a_minted_token_lives_at_least_its_ttl(tmp_path: Path) -> None:
     assert jwt.decode(token, options={"verify_signature": False})["exp"] >= before + 1
 
 
-def test_forged_tokens_are_refused(tmp_path: Path) -> None:
+async def test_forged_tokens_are_refused(tmp_path: Path) -> None:
     forged = jwt.encode({"roles": [CREATOR], "exp": time.time() + 60}, "x" * 40, algorithm="HS256")
     with pytest.raises(Unauthenticated, match="signature is invalid"):
-        TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(forged))
+        await TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(forged))
 
 
-def test_alg_none_is_refused(tmp_path: Path) -> None:
+async def test_alg_none_is_refused(tmp_path: Path) -> None:
     def part(obj: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     unsigned = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'roles': [CREATOR], 'exp': time.time() + 60})}."
     with pytest.raises(Unauthenticated, match="must be signed with HS256"):
-        TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(unsigned))
+        await TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(unsigned))
 
 
-def test_exp_is_required(tmp_path: Path) -> None:
+async def test_exp_is_required(tmp_path: Path) -> None:
     token = jwt.encode({"roles": [CREATOR]}, SECRET, algorithm="HS256")
     with pytest.raises(Unauthenticated, match="lacks the 'exp' claim"):
-        TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(token))
+        await TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(token))
 
 
-def test_roles_must_be_a_list(tmp_path: Path) -> None:
+async def test_roles_must_be_a_list(tmp_path: Path) -> None:
     token = jwt.encode({"roles": CREATOR, "exp": time.time() + 60}, SECRET, algorithm="HS256")
     with pytest.raises(Unauthenticated, match="list of strings"):
-        TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(token))
+        await TokenVerifier(hs_settings(tmp_path)).authenticate(bearer(token))
 
 
-def test_issuer_and_audience_are_checked_when_configured(tmp_path: Path) -> None:
+async def test_issuer_and_audience_are_checked_when_configured(tmp_path: Path) -> None:
     s = hs_settings(tmp_path, jwt_issuer="killrvideo", jwt_audience="reco")
     verifier = TokenVerifier(s)
-    verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
+    await verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
     other = jwt.encode(
         {"roles": [CREATOR], "exp": time.time() + 60, "iss": "evil", "aud": "reco"}, SECRET
     )
     with pytest.raises(Unauthenticated, match="not for this service"):
-        verifier.authenticate(bearer(other))
+        await verifier.authenticate(bearer(other))
     missing = jwt.encode({"roles": [CREATOR], "exp": time.time() + 60}, SECRET)
     with pytest.raises(Unauthenticated, match="lacks the 'iss' claim"):
-        verifier.authenticate(bearer(missing))
+        await verifier.authenticate(bearer(missing))
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
-def test_public_key_algorithms(tmp_path: Path, algorithm: str) -> None:
+async def test_public_key_algorithms(tmp_path: Path, algorithm: str) -> None:
     key = (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
         if algorithm == "RS256"
@@ -151,14 +151,14 @@ def test_public_key_algorithms(tmp_path: Path, algorithm: str) -> None:
         state_dir=tmp_path,
     )  # type: ignore[arg-type]
     verifier = TokenVerifier(s)
-    verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
+    await verifier.authorize(bearer(mint_token(s, roles=[CREATOR])), role=CREATOR)
     # An HS256 token whose HMAC key is the configured public key's PEM bytes:
     # the classic confusion attack (PyJWT will not sign one, so sign it here).
     confused = _hs256_with_raw_key(
         public.read_bytes(), {"roles": [CREATOR], "exp": int(time.time()) + 60}
     )
     with pytest.raises(Unauthenticated, match=f"must be signed with {algorithm}"):
-        verifier.authenticate(bearer(confused))
+        await verifier.authenticate(bearer(confused))
 
 
 def _hs256_with_raw_key(key: bytes, claims: dict[str, object]) -> str:
@@ -173,13 +173,12 @@ def _hs256_with_raw_key(key: bytes, claims: dict[str, object]) -> str:
     return f"{signing}.{b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())}"
 
 
-def test_the_local_dev_key_is_generated_once(tmp_path: Path) -> None:
+async def test_the_local_dev_key_is_generated_once(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
     assert s.uses_local_dev_key
     token = mint_token(s, roles=[CREATOR])
-    assert TokenVerifier(Settings(state_dir=tmp_path)).authenticate(bearer(token)).roles == {
-        CREATOR
-    }
+    verifier = TokenVerifier(Settings(state_dir=tmp_path))
+    assert (await verifier.authenticate(bearer(token))).roles == {CREATOR}
     assert (tmp_path / "dev-jwt-secret").stat().st_mode & 0o777 == 0o600
 
 

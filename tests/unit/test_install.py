@@ -10,7 +10,7 @@ from pathlib import Path
 
 PYPROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
 HEAVY = re.compile(r"^(torch|sentence-transformers|nvidia-|triton|transformers)", re.IGNORECASE)
-EXTRA_MODULES = ["httpx", "tenacity", "tqdm", "pyarrow", "onnxruntime", "tokenizers", "onnx"]
+EXTRA_MODULES = ["tenacity", "tqdm", "pyarrow", "onnxruntime", "tokenizers", "onnx"]
 
 
 def test_no_dependency_brings_torch_or_cuda() -> None:
@@ -38,12 +38,12 @@ def test_serving_imports_none_of_the_extras() -> None:
 def test_a_command_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
     vectors = tmp_path / "v.jsonl"
     vectors.write_text("{}\n")
-    # Run `kv-reco ingest` in an interpreter where httpx cannot be imported.
+    # Run `kv-reco ingest` in an interpreter where tenacity cannot be imported.
     code = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'httpx':\n"
+        "        if name.split('.')[0] == 'tenacity':\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from killrvideo_reco.cli.main import app\n"
@@ -52,6 +52,6 @@ def test_a_command_without_its_extra_says_what_to_install(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: this command needs the 'tools' extra (httpx is not installed): run "
+        "error: this command needs the 'tools' extra (tenacity is not installed): run "
         "`make install`, or `pip install 'killrvideo-reco[tools]'`"
     ]

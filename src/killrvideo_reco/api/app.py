@@ -16,6 +16,7 @@ from .. import logs
 from ..auth import TokenVerifier
 from ..config import Settings, load_settings
 from ..errors import SchemaNotReady, StorageUnavailable
+from ..jwks import Jwks
 from ..storage import CassandraStore
 from . import errors
 from .deps import Services
@@ -48,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        verifier = TokenVerifier(settings)
+        keys = await _open_keys(settings)
+        verifier = TokenVerifier(settings, keys=keys)
         if settings.uses_local_dev_key:
             log.warning(
                 "using the local development JWT key in %s; set KV_JWT_SECRET or "
@@ -90,6 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
             if svc.connected:
                 svc.store.close()
                 log.info("closed the Cassandra session")
+            if keys is not None:
+                await keys.aclose()
             worker_exited()
 
     app = _App(
@@ -108,6 +112,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router, tags=["health"])
     docs.install(app)
     return app
+
+
+async def _open_keys(settings: Settings) -> Jwks | None:
+    """The identity provider's key set, first fetched (or not: it says so), when configured."""
+    if not settings.uses_jwks:
+        return None
+    keys = Jwks.from_settings(settings)
+    await keys.open()
+    loaded = keys.status().loaded
+    if loaded:
+        log.info(
+            "checking tokens of %s for %s with %d signing keys from %s",
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            loaded,
+            keys.source,
+        )
+    return keys
 
 
 def _load_schema(store: CassandraStore, keyspace: str) -> None:

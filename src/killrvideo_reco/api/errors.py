@@ -50,7 +50,8 @@ def reco_error_response(exc: RecoError, *, scope: Scope, retry_after_s: int) -> 
     noted.reason = exc.message
     if exc.video_id is not None:
         noted.video_id = exc.video_id
-    headers = {"Retry-After": str(retry_after_s)} if exc.status_code == 503 else None
+    after = exc.retry_after_s if exc.retry_after_s is not None else retry_after_s
+    headers = {"Retry-After": str(after)} if exc.status_code == 503 else None
     return failure(exc.status_code, exc.message, video_id=exc.video_id, headers=headers)
 
 

@@ -25,9 +25,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-# The modules of the optional extras (pyproject.toml), and how to get each.
+# The modules of the optional extras (pyproject.toml), and how to get each
+# (httpx is a service dependency: jwks.py).
 _EXTRAS = {
-    **dict.fromkeys(["httpx", "tenacity", "tqdm", "pyarrow"], "tools"),
+    **dict.fromkeys(["tenacity", "tqdm", "pyarrow"], "tools"),
     **dict.fromkeys(["onnxruntime", "tokenizers", "onnx", "safetensors"], "embed"),
 }
 _P = ParamSpec("_P")

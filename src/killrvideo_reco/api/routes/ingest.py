@@ -97,7 +97,7 @@ async def _authorized_body(
     request: Request, svc: Services, *, limit: int
 ) -> tuple[bytes, VectorSpec]:
     """Auth, media type and size checks, in that order; the body and the live vector spec."""
-    svc.verifier.authorize(authorization(request), role=CREATOR)
+    await svc.verifier.authorize(authorization(request), role=CREATOR)
     _check_media_type(request.headers.get("content-type"))
     _check_content_encoding(request.headers.get("content-encoding"))
     body = await read_body(request, limit=limit)
@@ -125,7 +125,10 @@ async def _authorized_body(
             "dimension (the message names the expected one), non-finite or out-of-bounds "
             "value (the message gives its index), all-zero vector under cosine"
         ),
-        503: failure_doc("Cassandra is unavailable, slow or overloaded; retry after Retry-After"),
+        503: failure_doc(
+            "Cassandra is unavailable, slow or overloaded, or the identity provider could not "
+            "be asked for the token's key; retry after Retry-After"
+        ),
     },
     openapi_extra={
         **REQUIRES_TOKEN,
@@ -173,7 +176,10 @@ async def ingest(request: Request, svc: Annotated[Services, Depends(services)]) 
             "The envelope breaks a rule: no items array, more than KV_MAX_BATCH_ITEMS, "
             "unknown field, writeTimestamp not an integer or in the future"
         ),
-        503: failure_doc("The schema is not loaded; retry after Retry-After"),
+        503: failure_doc(
+            "The schema is not loaded, or the identity provider could not be asked for the "
+            "token's key; retry after Retry-After"
+        ),
     },
     openapi_extra={
         **REQUIRES_TOKEN,

@@ -30,7 +30,10 @@ _DOC = {
         401: failure_doc("A bearer token was sent and is invalid"),
         404: failure_doc("No video with this id"),
         422: failure_doc("videoId is not a UUID, or limit is outside 1..100"),
-        503: failure_doc("Cassandra is unavailable; retry after Retry-After"),
+        503: failure_doc(
+            "Cassandra is unavailable, or the identity provider could not be asked for the "
+            "token's key; retry after Retry-After"
+        ),
     },
 }
 
@@ -45,7 +48,7 @@ async def related(
 ) -> Response:
     bearer = authorization(request)
     if bearer is not None:
-        svc.verifier.authenticate(bearer)
+        await svc.verifier.authenticate(bearer)
     video_id = parse_video_id(videoId)
     items = await svc.store.related.nearest(video_id, limit=check_limit(limit))
     payload = [
