@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BeforeValidator, Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .domain.vectors import MAX_BEAM_WIDTH, MAX_MAX_CONNECTIONS, GraphOptions
 from .errors import ConfigError
 
 
@@ -141,6 +142,14 @@ class Settings(BaseSettings):
     # top; 3 lifts on-disk recall@10 to 0.98-1.00 under every similarity,
     # dot_product included (bench/recall.py, README "Measured").
     related_overfetch: Annotated[int, Field(ge=1, le=10)] = 3
+    # The SAI vector graph's build options, used by `kv-reco schema apply` when
+    # it creates the index (docs/index-options.md): construction_beam_width and
+    # maximum_node_connections, bounded as Cassandra 5.0.9 bounds them. Stock
+    # is 100 / 16; these defaults were chosen by `make bench-index`. A cluster
+    # that refuses custom options gets the stock ones when these are defaults,
+    # and `schema apply` stops when they were set explicitly.
+    index_beam_width: Annotated[int, Field(ge=1, le=MAX_BEAM_WIDTH)] = 40
+    index_max_connections: Annotated[int, Field(ge=1, le=MAX_MAX_CONNECTIONS)] = 16
 
     # Auth
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
@@ -194,6 +203,18 @@ class Settings(BaseSettings):
             or self.cassandra_tls_ca_file is not None
             or (self.cassandra_tls_cert_file is not None)
         )
+
+    @property
+    def index_graph(self) -> GraphOptions:
+        """The graph options `schema apply` asks for."""
+        return GraphOptions(
+            beam_width=self.index_beam_width, max_connections=self.index_max_connections
+        )
+
+    @property
+    def index_graph_explicit(self) -> bool:
+        """Whether an operator set either graph option (KV_INDEX_*), not the defaults."""
+        return bool({"index_beam_width", "index_max_connections"} & self.model_fields_set)
 
     @property
     def contact_point_list(self) -> list[str]:
