@@ -52,9 +52,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-from pydantic import SecretStr
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
+from pydantic import SecretStr
 
 from _common import cpu_times, drop_keyspace, free_port
 from killrvideo_reco.auth import CREATOR, mint_token
@@ -190,7 +190,9 @@ def driver_load(session: Any, table: Table, vectors: np.ndarray) -> float:
     )
     bind_packed_vectors(insert, column=COLUMN)
     ids = [uuid.uuid4() for _ in range(len(vectors))]
-    args = [(vid, "index bench", v.astype(">f4").tobytes()) for vid, v in zip(ids, vectors)]
+    args = [
+        (vid, "index bench", v.astype(">f4").tobytes()) for vid, v in zip(ids, vectors, strict=True)
+    ]
     t0 = time.perf_counter()
     execute_concurrent_with_args(session, insert, args, concurrency=8, raise_on_first_error=True)
     rate = len(ids) / (time.perf_counter() - t0)
