@@ -66,19 +66,19 @@ def test_the_index_gets_the_options_and_the_live_schema_says_so(keyspace: str) -
 
 
 def test_an_existing_index_keeps_its_options_with_a_note_or_an_error(keyspace: str) -> None:
-    with open_store(keyspace, index_beam_width=40, index_max_connections=8) as store:
+    with open_store(keyspace, index_beam_width=32, index_max_connections=10) as store:
         store.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
     notes: list[str] = []
     with open_store(keyspace) as store:  # the defaults: a note, the index unchanged
         spec = store.schema.apply(
             dimension=8, similarity=Similarity.COSINE, replication_factor=1, note=notes.append
         )
-        assert spec.graph == GraphOptions(40, 8)
+        assert spec.graph == GraphOptions(32, 10)
     assert len(notes) == 1 and "cannot change in place" in notes[0], notes
-    explicit = {"index_beam_width": 64, "index_max_connections": 8}
+    explicit = {"index_beam_width": 64, "index_max_connections": 10}
     with open_store(keyspace, **explicit) as store, pytest.raises(SchemaMismatch) as refused:
         store.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
-    assert "exists with beam width 40, max connections 8, not beam width 64" in str(refused.value)
+    assert "exists with beam width 32, max connections 10, not beam width 64" in str(refused.value)
 
 
 def test_the_start_up_line_and_the_metric_name_the_live_options(
