@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser test-faults lint docs docs-check fuzz soak bench bench-recall bench-large latency clean
+.PHONY: help install wrk-check bench-embed cassandra-up cassandra-down schema run demo test test-unit test-browser test-faults lint docs docs-check fuzz soak bench bench-recall bench-large bench-index latency clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -141,6 +141,15 @@ bench-recall: $(BENCH_STAMP) cassandra-up ## ANN recall@10 and related-videos la
 
 bench-large: $(BENCH_STAMP) cassandra-up ## The same at 100,000 vectors (well over an hour: indexing bounds loading)
 	$(BIN)/python bench/recall.py --vectors 100000
+
+# Its own node (127.0.0.60, own state directory): other suites' keyspaces on the
+# shared node would both slow it and blur the node CPU it reads. Stopped at the end.
+INDEX_NODE := --address 127.0.0.60 --state-dir $${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
+INDEX_ENV := KV_CONTACT_POINTS=127.0.0.60 KV_STATE_DIR=$${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
+INDEX_ARGS ?= --vectors 5000 --grid 100x16,48x16,40x8,32x8
+bench-index: $(BENCH_STAMP) ## SAI graph options (beam width x max connections): writes/s, CPU per vector, recall@10 memtable and on disk (about 15 min)
+	$(KV) cassandra start $(INDEX_NODE)
+	$(INDEX_ENV) $(BIN)/python bench/index.py $(INDEX_ARGS); rc=$$?; $(KV) cassandra stop $(INDEX_NODE); exit $$rc
 
 clean: ## Remove the virtualenv (the node's data and the jar cache stay)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/idp/node_modules

@@ -20,7 +20,8 @@ HTTP exceptions::
     │   ├── StorageUnavailable       503  timeouts, unavailable replicas, overload
     │   └── SchemaNotReady           503  keyspace, table or index missing
     └── ConfigError                  the service is set up wrongly (start-up only)
-        └── SchemaMismatch           existing schema differs from what was asked
+        ├── SchemaMismatch           existing schema differs from what was asked
+        └── GraphOptionsRefused      the cluster refuses the KV_INDEX_* graph options set
 """
 
 from __future__ import annotations
@@ -135,3 +136,7 @@ class ConfigError(RecoError):
 
 class SchemaMismatch(ConfigError):
     pass
+
+
+class GraphOptionsRefused(ConfigError):
+    """The cluster refuses custom SAI graph options, and the operator set them explicitly."""

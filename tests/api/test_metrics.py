@@ -63,6 +63,9 @@ def test_schema_info_names_what_is_in_force(client: TestClient, settings: Settin
         "column": "content_features",
         "dimension": str(DIM),
         "similarity": "cosine",
+        # The live index's graph options: the session store applied the defaults.
+        "beam_width": str(settings.index_beam_width),
+        "max_connections": str(settings.index_max_connections),
     }
     assert samples[("kv_reco_schema_info", frozenset(labels.items()))] == 1
 

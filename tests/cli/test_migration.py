@@ -97,3 +97,80 @@ def test_moving_the_catalogue_to_a_new_model_and_dimension(
     finally:
         store.schema.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
         store.close()
+
+
+def test_changing_the_graph_options_through_a_new_column(
+    node: str, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Same vectors, new index options: copy-vectors fills a new column while the old answers."""
+    from killrvideo_reco.domain.vectors import GraphOptions
+
+    from ..proc import Child
+
+    settings = Settings(keyspace=scratch_keyspace("graphmig"))
+    regraphed = "content_features_g24"
+    store = CassandraStore.open(settings)
+    try:
+        store.schema.apply(dimension=64, similarity=Similarity.COSINE, replication_factor=1)
+        videos = [parse_catalogue_row(f).video for f in _rows(tmp_path)[:40]]
+        store.videos.insert(videos)
+        query = videos[0].videoid
+        env = service_env(settings.keyspace, tmp_path / "state")
+        new_env = {**env, "KV_VECTOR_COLUMN": regraphed}
+        with serving(env) as old_url:
+            token = kv(env, "token", "--role", "creator").stdout.strip()
+            with RecoClient(old_url, token) as client:
+                vectors = rng.standard_normal((len(videos), 64)).astype(np.float32)
+                summary = client.ingest_many(
+                    Item(str(v.videoid), x) for v, x in zip(videos, vectors, strict=True)
+                )
+            assert summary.accepted == len(videos)
+            before = related(old_url, query)
+            # 1. The new column, its index built with the new options.
+            options = {"KV_INDEX_BEAM_WIDTH": "24", "KV_INDEX_MAX_CONNECTIONS": "8"}
+            added = kv(
+                {**env, **options}, "schema", "apply", "--column", regraphed, "--dimension", "64"
+            )
+            assert added.returncode == 0, added.stderr
+            assert "beam width 24, max connections 8" in added.stdout
+            # 2. The copy; related videos answer from the old column meanwhile.
+            answers = []
+            copy = [KV, "schema", "copy-vectors", "--from", "content_features"]
+            with Child(copy, env=new_env) as child:
+                child.wait_for(
+                    lambda: answers.append(related(old_url, query)) or child.returncode is not None,
+                    what="copy-vectors to finish",
+                    timeout_s=300,
+                )
+                assert child.wait(timeout_s=10) == 0, child.output
+            assert answers and all(a == before for a in answers)
+            assert f"copied {len(videos)} vectors" in child.output
+            # A vector sent to the old column meanwhile is caught up before the cut-over.
+            late = parse_catalogue_row(_rows(tmp_path)[40]).video
+            store.videos.insert([late])
+            with RecoClient(old_url, token) as client:
+                client.ingest_many([Item(str(late.videoid), rng.standard_normal(64))])
+            caught = kv(
+                new_env, "schema", "copy-vectors", "--from", "content_features", "--missing-only"
+            )
+            assert caught.returncode == 0 and "copied 1 vectors" in caught.stdout, caught.stderr
+            last = related(old_url, query)
+        # 3. Cut-over: the same vectors, so the same neighbours, from the new index.
+        with serving(new_env) as url:
+            assert related(url, query) == last
+        with CassandraStore.open(settings.model_copy(update={"vector_column": regraphed})) as new:
+            assert new.load_schema().graph == GraphOptions(beam_width=24, max_connections=8)
+        # 4. The old column goes, with its index.
+        dropped = kv(new_env, "schema", "drop-column", "--column", "content_features")
+        assert dropped.returncode == 0, dropped.stderr
+    finally:
+        store.schema.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+        store.close()
+
+
+def _rows(tmp_path: Path) -> list[list[str]]:
+    path = tmp_path / "video_out.csv"
+    if not path.exists():
+        write_catalogue(path, count=41, without_vector=0)
+    with path.open(newline="") as fh:
+        return list(csv.reader(fh))

@@ -70,6 +70,14 @@ def test_defaults_in_the_table_are_the_settings_defaults() -> None:
         ("KV_LOG_LEVEL", "chatty", "KV_LOG_LEVEL: Input should be 'DEBUG'"),
         ("KV_CONSISTENCY", "MOST", "KV_CONSISTENCY: Input should be 'ANY'"),
         ("KV_JWT_SECRET", "too-short-secret", "KV_JWT_SECRET must be at least 32 characters"),
+        # The graph options, bounded as Cassandra 5.0.9 bounds them (3200 / 512).
+        ("KV_INDEX_BEAM_WIDTH", "0", "KV_INDEX_BEAM_WIDTH: Input should be greater than or equal"),
+        ("KV_INDEX_BEAM_WIDTH", "-8", "KV_INDEX_BEAM_WIDTH: Input should be greater than or"),
+        ("KV_INDEX_BEAM_WIDTH", "3201", "KV_INDEX_BEAM_WIDTH: Input should be less than or equal"),
+        ("KV_INDEX_BEAM_WIDTH", "40.5", "KV_INDEX_BEAM_WIDTH: Input should be a valid integer"),
+        ("KV_INDEX_MAX_CONNECTIONS", "0", "KV_INDEX_MAX_CONNECTIONS: Input should be greater"),
+        ("KV_INDEX_MAX_CONNECTIONS", "513", "KV_INDEX_MAX_CONNECTIONS: Input should be less than"),
+        ("KV_INDEX_MAX_CONNECTIONS", "many", "KV_INDEX_MAX_CONNECTIONS: Input should be a valid"),
     ],
 )
 def test_an_invalid_value_is_one_line_naming_its_variable(
@@ -109,3 +117,14 @@ def test_shown_settings_mask_secrets_and_say_where_they_came_from(
     assert rows["KV_PORT"] == ("9001", True)
     assert rows["KV_HOST"] == ("127.0.0.1", False)
     assert rows["KV_CASSANDRA_PROTOCOL_VERSION"] == ("4", False)
+
+
+def test_graph_options_at_their_maxima_are_accepted_and_explicit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not load_settings().index_graph_explicit  # defaults: apply may fall back
+    monkeypatch.setenv("KV_INDEX_BEAM_WIDTH", "3200")
+    monkeypatch.setenv("KV_INDEX_MAX_CONNECTIONS", "512")
+    settings = load_settings()
+    assert (settings.index_beam_width, settings.index_max_connections) == (3200, 512)
+    assert settings.index_graph_explicit

@@ -50,3 +50,19 @@ def test_auth_and_tls_turn_on_the_authenticator_and_client_encryption(tmp_path: 
     assert "authenticator: PasswordAuthenticator" in secure
     assert "client_encryption_options:\n  enabled: true\n  optional: false\n" in secure
     assert f"keystore: {tmp_path / 'k.p12'}" in secure and "store_type: PKCS12" in secure
+
+
+def test_the_jvm_property_for_graph_options_is_on_unless_turned_off(tmp_path: Path) -> None:
+    from killrvideo_reco.devnode._config import (
+        CUSTOM_INDEX_OPTIONS_PROPERTY,
+        NodeLayout,
+        jvm_command,
+    )
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "jamm-0.4.0.jar").touch()
+    layout = NodeLayout(index=1, count=1, root=tmp_path / "n1", native_port=9042, storage_port=7000)
+    flag = f"-D{CUSTOM_INDEX_OPTIONS_PROPERTY}=true"
+    assert flag in jvm_command(layout, lib_dir=lib, heap="1G")
+    assert flag not in jvm_command(layout, lib_dir=lib, heap="1G", custom_index_options=False)

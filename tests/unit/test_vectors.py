@@ -132,3 +132,16 @@ def test_dot_product_needs_unit_vectors() -> None:
 def test_any_vector_normalised_is_accepted_under_dot_product(values: list[float]) -> None:
     unit = np.asarray(values) / np.linalg.norm(values)
     assert unpack_vector(pack_vector(unit.tolist(), DOT4)) == np.float32(unit).tolist()
+
+
+def test_graph_options_name_only_what_differs_from_stock() -> None:
+    from killrvideo_reco.domain.vectors import STOCK_GRAPH, GraphOptions
+
+    # A refusing cluster refuses stock values too, so they are never sent.
+    assert STOCK_GRAPH.cql_options() == {}
+    assert GraphOptions(100, 8).cql_options() == {"maximum_node_connections": "8"}
+    assert GraphOptions(40, 16).cql_options() == {"construction_beam_width": "40"}
+    assert GraphOptions(40, 8).cql_options() == {
+        "construction_beam_width": "40",
+        "maximum_node_connections": "8",
+    }

@@ -136,10 +136,11 @@ def _load_schema(store: CassandraStore, keyspace: str) -> None:
     try:
         spec = store.load_schema()
         log.info(
-            "ingesting %s vectors, %s similarity, into %s.videos",
+            "ingesting %s vectors, %s similarity, into %s.videos; index graph: %s",
             spec.cql_type,
             spec.similarity.value,
             keyspace,
+            spec.graph,
         )
     except SchemaNotReady as exc:
         log.error("%s; ingest answers 503 until it exists", exc.message)

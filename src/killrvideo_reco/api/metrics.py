@@ -192,13 +192,24 @@ class _FromStores(Collector):
         schema = GaugeMetricFamily(
             "kv_reco_schema_info",
             "The vector column in force: 1 for each keyspace and column served",
-            labels=["keyspace", "column", "dimension", "similarity"],
-        )
+            labels=[
+                "keyspace", "column", "dimension", "similarity", "beam_width", "max_connections",
+            ],
+        )  # fmt: skip
         seen = set()
         for store in stores:
             spec = store.spec
             if spec is not None:
-                labels = (store.keyspace, store.column, str(spec.dimension), spec.similarity.value)
+                graph = spec.graph
+                labels = (
+                    store.keyspace,
+                    store.column,
+                    str(spec.dimension),
+                    spec.similarity.value,
+                    # The live index's graph options, read with the dimension.
+                    str(graph.beam_width) if graph else "",
+                    str(graph.max_connections) if graph else "",
+                )
                 if labels not in seen:
                     seen.add(labels)
                     schema.add_metric(list(labels), 1)

@@ -42,6 +42,7 @@ def _cluster(
     state_dir: Path | None = None,
     auth: bool = False,
     tls: bool = False,
+    custom_index_options: bool = True,
 ) -> DevCluster:
     try:
         return DevCluster(
@@ -55,6 +56,7 @@ def _cluster(
                 first_address=address,
                 auth=auth,
                 tls=tls,
+                custom_index_options=custom_index_options,
             )
         )
     except ValueError as exc:
@@ -86,10 +88,23 @@ def cassandra_start(
     tls: Annotated[
         bool, typer.Option("--tls", help="Client encryption with a dev CA made by keytool")
     ] = False,
+    custom_index_options: Annotated[
+        bool,
+        typer.Option(
+            "--custom-index-options/--no-custom-index-options",
+            help="Allow SAI vector graph options (-Dcassandra.sai.vector.allow_custom_parameters)",
+        ),
+    ] = True,
 ) -> None:
     """Start the local node(s), or find them running; wait until CQL answers."""
     cluster = _cluster(
-        get_settings(), nodes, address=address, state_dir=state_dir, auth=auth, tls=tls
+        get_settings(),
+        nodes,
+        address=address,
+        state_dir=state_dir,
+        auth=auth,
+        tls=tls,
+        custom_index_options=custom_index_options,
     )
     try:
         statuses = cluster.start(timeout_s=timeout)
@@ -177,6 +192,7 @@ def schema_apply(
                 similarity=similarity,
                 replication_factor=replication_factor,
                 column=column,
+                note=lambda line: typer.echo(f"note: {line}", err=True),
             )
         finally:
             store.close()
@@ -184,7 +200,49 @@ def schema_apply(
         fail(exc.message)
     typer.echo(
         f"{settings.keyspace}.videos: {column or settings.vector_column} {spec.cql_type}, "
-        f"{spec.similarity.value} similarity"
+        f"{spec.similarity.value} similarity, {spec.graph}"
+    )
+
+
+@schema_app.command("copy-vectors")
+def schema_copy_vectors(
+    source: Annotated[str, typer.Option("--from", help="The column to copy the vectors from")],
+    target: Annotated[
+        str | None,
+        typer.Option("--to", help="The column to fill [default: KV_VECTOR_COLUMN]"),
+    ] = None,
+    missing_only: Annotated[
+        bool, typer.Option("--missing-only", help="Only rows whose target is still empty")
+    ] = False,
+) -> None:
+    """Copy stored vectors into a new column, whose index has other graph options.
+
+    The same vectors are indexed again by the new column's index; related
+    videos keep answering from the old column until the services move over.
+    """
+    from ..storage import CassandraStore
+
+    settings = get_settings()
+    target = target or settings.vector_column
+    if target == source:
+        fail(f"--from and --to both name {source}: copy into a new column")
+    try:
+        with CassandraStore.open(settings) as store:
+            target_spec = store.schema.vector_spec_of(target)
+            source_spec = store.schema.vector_spec_of(source)
+            if source_spec.dimension != target_spec.dimension:
+                fail(
+                    f"{source} is {source_spec.cql_type} but {target} is "
+                    f"{target_spec.cql_type}: a new dimension is a new model (kv-reco embed)"
+                )
+            copied = store.videos.copy_vectors(
+                source=source, target=target, only_missing=missing_only
+            )
+    except RecoError as exc:
+        fail(exc.message)
+    typer.echo(
+        f"copied {copied} vectors from {settings.keyspace}.videos.{source} to {target} "
+        f"(its index: {target_spec.graph})"
     )
 
 
@@ -278,8 +336,15 @@ def _insert(settings: Settings, videos: list[Video]) -> int:
 
 
 @config_app.command("show")
-def config_show() -> None:
-    """Print every setting in force, as KV_NAME=value, secrets masked."""
+def config_show(
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live", help="Also read the index's graph options from the cluster"
+        ),
+    ] = True,
+) -> None:
+    """Print every setting in force, as KV_NAME=value, secrets masked; then the live index."""
     import os
 
     from ..config import shown
@@ -291,6 +356,28 @@ def config_show() -> None:
     for name, value, from_env in rows:
         line = f"{name}={value}"
         typer.echo(f"{line:<{width}}  # {'environment' if from_env else 'default'}")
+    if live:
+        typer.echo(_live_index(get_settings()))
+
+
+def _live_index(settings: Settings) -> str:
+    """One comment line: the index in force as the cluster holds it, or why it cannot be read."""
+    from ..storage import CassandraStore
+    from ..storage.schema import index_name
+
+    name = f"{settings.keyspace}.{index_name(settings.vector_column)}"
+    try:
+        with CassandraStore.open(settings) as store:
+            spec = store.schema.vector_spec()
+    except RecoError as exc:
+        return f"# live index {name}: not readable: {exc.message}"
+    graph = spec.graph
+    assert graph is not None  # read from the schema
+    return (
+        f"# live index {name}: {spec.cql_type}, {spec.similarity.value}, "
+        f"construction_beam_width={graph.beam_width}, "
+        f"maximum_node_connections={graph.max_connections}"
+    )
 
 
 @app.command("token")

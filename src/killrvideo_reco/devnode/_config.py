@@ -207,8 +207,23 @@ def cassandra_yaml(
     return "\n".join(lines) + "\n"
 
 
-def jvm_command(layout: NodeLayout, *, lib_dir: Path, heap: str, java: str = "java") -> list[str]:
+CUSTOM_INDEX_OPTIONS_PROPERTY = "cassandra.sai.vector.allow_custom_parameters"
+
+
+def jvm_command(
+    layout: NodeLayout,
+    *,
+    lib_dir: Path,
+    heap: str,
+    java: str = "java",
+    custom_index_options: bool = True,
+) -> list[str]:
     jamm = next(lib_dir.glob("jamm-*.jar"))
+    # Lets CREATE INDEX set the SAI vector graph's construction_beam_width
+    # and maximum_node_connections; without it 5.0 refuses both. The stock
+    # graph options cost about half of the node's CPU per indexed vector.
+    # Off only to test what an operator's stock cluster (or Astra) does.
+    custom = [f"-D{CUSTOM_INDEX_OPTIONS_PROPERTY}=true"] if custom_index_options else []
     return [
         java,
         *_JVM_SERVER_OPTIONS,
@@ -224,10 +239,7 @@ def jvm_command(layout: NodeLayout, *, lib_dir: Path, heap: str, java: str = "ja
         "-Dcassandra-foreground=yes",
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.superuser_setup_delay_ms=0",
-        # Lets CREATE INDEX set the SAI vector graph's construction_beam_width
-        # and maximum_node_connections; without it 5.0 refuses both. The stock
-        # graph options cost about half of the node's CPU per indexed vector.
-        "-Dcassandra.sai.vector.allow_custom_parameters=true",
+        *custom,
         "-cp",
         f"{layout.conf_dir}{os.pathsep}{lib_dir}/*",
         "org.apache.cassandra.service.CassandraDaemon",

@@ -58,6 +58,9 @@ class DevClusterConfig:
     first_address: str = "127.0.0.1"
     auth: bool = False  # PasswordAuthenticator, user cassandra / cassandra
     tls: bool = False  # client encryption only; clients trust tls_ca_pem
+    # -Dcassandra.sai.vector.allow_custom_parameters=true: SAI graph options
+    # (docs/index-options.md). Off only to test a stock cluster's refusal.
+    custom_index_options: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,13 @@ class DevCluster:
             security=self._security(layout),
         )
         offset = layout.system_log.stat().st_size if layout.system_log.exists() else 0
-        cmd = jvm_command(layout, lib_dir=lib_dir, heap=self.config.heap, java=self.config.java)
+        cmd = jvm_command(
+            layout,
+            lib_dir=lib_dir,
+            heap=self.config.heap,
+            java=self.config.java,
+            custom_index_options=self.config.custom_index_options,
+        )
         with layout.console_log.open("ab") as console:
             proc = subprocess.Popen(
                 cmd,

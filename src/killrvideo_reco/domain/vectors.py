@@ -22,7 +22,7 @@ import functools
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -48,12 +48,60 @@ class Similarity(StrEnum):
         return self.value.upper()
 
 
+# The SAI vector graph's build options in Cassandra 5.0.9
+# (index.sai.disk.v1.IndexWriterConfig): its defaults and its maxima.
+STOCK_BEAM_WIDTH = 100
+STOCK_MAX_CONNECTIONS = 16
+MAX_BEAM_WIDTH = 3200
+MAX_MAX_CONNECTIONS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class GraphOptions:
+    """How the index builds its graph: ``construction_beam_width``, ``maximum_node_connections``.
+
+    Both set the index's CPU cost per vector (every insert, and every vector
+    again at each compaction) against its recall; neither changes results'
+    shape, so they are not part of what a writer validates against.
+    """
+
+    beam_width: int = STOCK_BEAM_WIDTH
+    max_connections: int = STOCK_MAX_CONNECTIONS
+
+    @property
+    def is_stock(self) -> bool:
+        return self == STOCK_GRAPH
+
+    def cql_options(self) -> dict[str, str]:
+        """The index OPTIONS that differ from Cassandra's defaults.
+
+        Stock values are left out: a cluster that refuses custom graph options
+        (the JVM property off, Astra) refuses them even when they equal the defaults.
+        """
+        options = {}
+        if self.beam_width != STOCK_BEAM_WIDTH:
+            options["construction_beam_width"] = str(self.beam_width)
+        if self.max_connections != STOCK_MAX_CONNECTIONS:
+            options["maximum_node_connections"] = str(self.max_connections)
+        return options
+
+    def __str__(self) -> str:
+        return f"beam width {self.beam_width}, max connections {self.max_connections}"
+
+
+STOCK_GRAPH = GraphOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class VectorSpec:
     """The live shape of ``content_features``: read from the schema, not from code."""
 
     dimension: int
     similarity: Similarity
+    # The graph options of the live index, when read from the schema (None
+    # when the shape came from elsewhere, e.g. /readyz). Not compared: they
+    # change what the index costs, not what a vector must look like.
+    graph: GraphOptions | None = field(default=None, compare=False)
 
     @property
     def cql_type(self) -> str:

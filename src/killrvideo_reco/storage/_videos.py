@@ -78,6 +78,52 @@ class VideoRows:
                         videoid=videoid,
                     )
 
+    def copy_vectors(
+        self, *, source: str, target: str, only_missing: bool = False, concurrency: int = 8
+    ) -> int:
+        """Copy every vector of column ``source`` into ``target``; return how many were written.
+
+        Each copy keeps its source's write time (USING TIMESTAMP), so a newer
+        vector written to ``target`` meanwhile (a second service on the new
+        column) is never overwritten by an older copy, and a row deleted since
+        it was read stays deleted: its tombstone is newer than the copy.
+        ``only_missing`` skips rows whose ``target`` is already written: a
+        second pass that catches up cheaply. The same vectors, so no model runs;
+        the new column's index builds its graph with its own options.
+        """
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        with _driver.translated():
+            query = self._session.prepare(
+                f"SELECT videoid, {source}, writetime({source}), writetime({target}) "
+                f"FROM {self._table} WHERE token(videoid) > ? AND token(videoid) <= ?"
+            )
+            write = self._session.prepare(
+                f"UPDATE {self._table} USING TIMESTAMP ? SET {target} = ? WHERE videoid = ?"
+            )
+        query.fetch_size = 500
+        query.consistency_level = write.consistency_level = self._consistency
+
+        # One token range at a time, read whole before its writes start: the
+        # concurrent writer pulls arguments from the driver's I/O thread, where
+        # a paged read would block the very loop that must answer it.
+        step = (_MAX_TOKEN - _MIN_TOKEN) // 64
+        bounds = [_MIN_TOKEN + i * step for i in range(64)] + [_MAX_TOKEN]
+        copied = 0
+        for low, high in itertools.pairwise(bounds):
+            with _driver.translated():
+                rows = self._session.execute(query, (low, high), timeout=schema.ADMIN_TIMEOUT_S)
+                copies = [
+                    (written, vector, videoid)
+                    for videoid, vector, written, target_written in rows
+                    if vector is not None and not (only_missing and target_written is not None)
+                ]
+                execute_concurrent_with_args(
+                    self._session, write, copies, concurrency=concurrency, raise_on_first_error=True
+                )
+            copied += len(copies)
+        return copied
+
     def read(self, video_id: uuid.UUID) -> dict[str, Any] | None:
         """The whole row as a dict (vectors as lists of floats), or None."""
         with _driver.translated():

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
-from ..domain.vectors import Similarity, VectorSpec
-from ..errors import SchemaMismatch, SchemaNotReady
+from ..domain.vectors import (
+    STOCK_BEAM_WIDTH,
+    STOCK_GRAPH,
+    STOCK_MAX_CONNECTIONS,
+    GraphOptions,
+    Similarity,
+    VectorSpec,
+)
+from ..errors import GraphOptionsRefused, SchemaMismatch, SchemaNotReady
 from ._driver import CqlInvalidRequest, translated
 
 TABLE = "videos"
@@ -16,6 +24,11 @@ VECTOR_COLUMN = "content_features"  # the spec's column; KV_VECTOR_COLUMN names 
 # read: administrative statements get a longer timeout than ingest requests.
 ADMIN_TIMEOUT_S = 30.0
 _VECTOR_TYPE = re.compile(r"^vector<float,\s*(\d+)>$")
+# The JVM property that lets CREATE INDEX set graph options, and the marker of
+# Cassandra's refusal ("... cannot be set without enabling
+# SAI_VECTOR_ALLOW_CUSTOM_PARAMETERS").
+CUSTOM_OPTIONS_PROPERTY = "cassandra.sai.vector.allow_custom_parameters"
+_REFUSED_MARKER = "SAI_VECTOR_ALLOW_CUSTOM_PARAMETERS"
 
 
 def index_name(column: str) -> str:
@@ -38,13 +51,14 @@ def _table_ddl(keyspace: str, column: str, dimension: int) -> str:
         )"""
 
 
-def _index_ddl(keyspace: str, column: str, similarity: Similarity) -> str:
+def _index_ddl(keyspace: str, column: str, similarity: Similarity, graph: GraphOptions) -> str:
     # USING 'StorageAttachedIndex' explicitly: the default custom index is still
     # the legacy one, which cannot serve ANN queries.
+    options = {"similarity_function": similarity.cql, **graph.cql_options()}
+    body = ", ".join(f"'{key}': '{value}'" for key, value in options.items())
     return (
         f"CREATE CUSTOM INDEX IF NOT EXISTS {index_name(column)} ON {keyspace}.{TABLE}({column}) "
-        f"USING 'StorageAttachedIndex' "
-        f"WITH OPTIONS = {{'similarity_function': '{similarity.cql}'}}"
+        f"USING 'StorageAttachedIndex' WITH OPTIONS = {{{body}}}"
     )
 
 
@@ -63,29 +77,78 @@ def _column_dimension(session: Any, keyspace: str, column: str) -> int | None:
     return int(match.group(1))
 
 
-def _index_similarity(session: Any, keyspace: str, column: str) -> Similarity | None:
+def _index_options(session: Any, keyspace: str, column: str) -> dict[str, str] | None:
     row = session.execute(
         "SELECT options FROM system_schema.indexes "
         "WHERE keyspace_name = %s AND table_name = %s AND index_name = %s",
         (keyspace, TABLE, index_name(column)),
         timeout=ADMIN_TIMEOUT_S,
     ).one()
-    if row is None:
-        return None
+    return None if row is None else dict(row[0])
+
+
+def _similarity_of(options: dict[str, str]) -> Similarity:
     # SAI's default similarity is COSINE when the option is absent.
-    return Similarity(row[0].get("similarity_function", "COSINE").lower())
+    return Similarity(options.get("similarity_function", "COSINE").lower())
+
+
+def _graph_of(options: dict[str, str]) -> GraphOptions:
+    # Absent options mean Cassandra's defaults (IndexWriterConfig.fromOptions).
+    return GraphOptions(
+        beam_width=int(options.get("construction_beam_width", STOCK_BEAM_WIDTH)),
+        max_connections=int(options.get("maximum_node_connections", STOCK_MAX_CONNECTIONS)),
+    )
 
 
 def read_vector_spec(session: Any, keyspace: str, column: str = VECTOR_COLUMN) -> VectorSpec:
-    """The dimension and similarity of the live schema; SchemaNotReady if absent."""
+    """The dimension, similarity and graph options of the live schema; SchemaNotReady if absent."""
     dimension = _column_dimension(session, keyspace, column)
-    similarity = _index_similarity(session, keyspace, column) if dimension is not None else None
-    if dimension is None or similarity is None:
+    options = _index_options(session, keyspace, column) if dimension is not None else None
+    if dimension is None or options is None:
         raise SchemaNotReady(
             f"{keyspace}.{TABLE}.{column} or its index {index_name(column)} does not exist: "
             "run `kv-reco schema apply`"
         )
-    return VectorSpec(dimension=dimension, similarity=similarity)
+    return VectorSpec(
+        dimension=dimension, similarity=_similarity_of(options), graph=_graph_of(options)
+    )
+
+
+def _create_index(
+    session: Any,
+    *,
+    keyspace: str,
+    column: str,
+    similarity: Similarity,
+    graph: GraphOptions,
+    graph_explicit: bool,
+    note: Callable[[str], None],
+) -> GraphOptions:
+    """CREATE INDEX with ``graph``; on a cluster that refuses it, stock or stop.
+
+    Returns the graph options the index was created with.
+
+    Options left at their defaults give way to the stock graph, with a note;
+    options an operator set explicitly are never silently replaced.
+    """
+    try:
+        session.execute(_index_ddl(keyspace, column, similarity, graph), timeout=ADMIN_TIMEOUT_S)
+        return graph
+    except CqlInvalidRequest as exc:
+        if _REFUSED_MARKER not in str(exc):
+            raise
+    refused = (
+        f"this cluster refuses custom SAI graph options ({graph}): its JVMs run without "
+        f"-D{CUSTOM_OPTIONS_PROPERTY}=true"
+    )
+    if graph_explicit:
+        raise GraphOptionsRefused(
+            f"{refused}; KV_INDEX_BEAM_WIDTH / KV_INDEX_MAX_CONNECTIONS are set, so no index "
+            f"was created: enable the property, or unset them to accept the stock {STOCK_GRAPH}"
+        )
+    session.execute(_index_ddl(keyspace, column, similarity, STOCK_GRAPH), timeout=ADMIN_TIMEOUT_S)
+    note(f"{refused}; created {index_name(column)} with the stock {STOCK_GRAPH} instead")
+    return STOCK_GRAPH
 
 
 def apply_schema(
@@ -96,12 +159,18 @@ def apply_schema(
     similarity: Similarity,
     replication_factor: int,
     column: str = VECTOR_COLUMN,
+    graph: GraphOptions = STOCK_GRAPH,
+    graph_explicit: bool = False,
+    note: Callable[[str], None] = lambda _: None,
 ) -> VectorSpec:
     """Create keyspace, table and index if missing; refuse to silently differ.
 
     An existing table with another dimension, or an index with another
     similarity, is reported as SchemaMismatch: changing either is a migration
     of every stored vector, not something `apply` may do behind your back.
+    An existing index with other graph options is kept: ``note`` says so, or
+    SchemaMismatch when ``graph_explicit`` (the operator set them). Changing
+    them is a new column's migration (docs/index-options.md).
     """
     local_dc = session.execute(
         "SELECT data_center FROM system.local", timeout=ADMIN_TIMEOUT_S
@@ -128,7 +197,18 @@ def apply_schema(
             f"not vector<float, {dimension}>; changing the dimension means "
             "re-embedding every video into a new column (see docs/pipelines/migration.md)"
         )
-    session.execute(_index_ddl(keyspace, column, similarity), timeout=ADMIN_TIMEOUT_S)
+    # CREATE INDEX IF NOT EXISTS accepts other options for an existing index in
+    # silence (measured): the live index is read back and compared instead.
+    if _index_options(session, keyspace, column) is None:
+        graph = _create_index(
+            session,
+            keyspace=keyspace,
+            column=column,
+            similarity=similarity,
+            graph=graph,
+            graph_explicit=graph_explicit,
+            note=note,
+        )
     live = read_vector_spec(session, keyspace, column)
     if live.similarity is not similarity:
         raise SchemaMismatch(
@@ -137,6 +217,15 @@ def apply_schema(
             "changing it means dropping the index and "
             "reindexing every vector"
         )
+    if live.graph != graph:
+        differs = (
+            f"index {keyspace}.{index_name(column)} exists with {live.graph}, not {graph}; "
+            "an index's graph options cannot change in place: fill a new column "
+            "(docs/index-options.md, `kv-reco schema copy-vectors`)"
+        )
+        if graph_explicit:
+            raise SchemaMismatch(differs)
+        note(differs)
     return live
 
 
@@ -161,6 +250,8 @@ class SchemaAdmin:
         self._session = session
         self.keyspace = settings.keyspace
         self.column = settings.vector_column
+        self._graph = settings.index_graph
+        self._graph_explicit = settings.index_graph_explicit
 
     def apply(
         self,
@@ -169,8 +260,15 @@ class SchemaAdmin:
         similarity: Similarity,
         replication_factor: int,
         column: str | None = None,
+        graph: GraphOptions | None = None,
+        graph_explicit: bool | None = None,
+        note: Callable[[str], None] = lambda _: None,
     ) -> VectorSpec:
-        """Create what is missing for ``column`` (KV_VECTOR_COLUMN by default)."""
+        """Create what is missing for ``column`` (KV_VECTOR_COLUMN by default).
+
+        The index gets ``graph`` (the KV_INDEX_* settings by default); see
+        apply_schema for what happens when the cluster refuses them.
+        """
         with translated():
             return apply_schema(
                 self._session,
@@ -179,12 +277,19 @@ class SchemaAdmin:
                 similarity=similarity,
                 replication_factor=replication_factor,
                 column=column or self.column,
+                graph=self._graph if graph is None else graph,
+                graph_explicit=(self._graph_explicit if graph_explicit is None else graph_explicit),
+                note=note,
             )
 
     def vector_spec(self) -> VectorSpec:
         """The live shape of the vector column; SchemaNotReady without it or its index."""
+        return self.vector_spec_of(self.column)
+
+    def vector_spec_of(self, column: str) -> VectorSpec:
+        """The live shape of another vector column (a migration's source or target)."""
         with translated():
-            return read_vector_spec(self._session, self.keyspace, self.column)
+            return read_vector_spec(self._session, self.keyspace, column)
 
     def drop_vector_column(self, column: str) -> None:
         with translated():
