@@ -1,6 +1,8 @@
 """Capacity on paper: Cassandra's CPU per stored vector, by similarity and RF.
 
-    python bench/capacity.py [--vectors 1500] [--concurrency 16]
+    python bench/capacity.py [--vectors 1000] [--concurrency 16]
+                             [--similarities dot_product,euclidean,cosine]
+                             [--graphs 100x16]
 
 Three nodes of their own (127.0.0.21-23, state in KV_STATE_DIR/capacity; the
 shared dev node is never touched, and the nodes are stopped at the end). For
@@ -10,6 +12,11 @@ CPU that the three Cassandra processes spent, from /proc, including the flush
 that builds the on-disk vector index. CPU per vector per replica is what a
 node spends; it does not depend on how many nodes share this machine's cores,
 which raw vectors/s here would.
+
+--graphs takes SAI graph build options as BEAMxCONNECTIONS
+(construction_beam_width x maximum_node_connections; 100x16 is Cassandra's
+stock graph, 40x8 ours: docs/index-options.md), so the stock and the chosen
+options are measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -31,6 +38,11 @@ from killrvideo_reco.devnode import DevCluster, DevClusterConfig
 
 DIM = 1536
 FIRST = "127.0.0.21"
+STOCK = (100, 16)
+
+
+def parse_graphs(text: str) -> list[tuple[int, int]]:
+    return [(int(b), int(c)) for b, c in (item.lower().split("x") for item in text.split(","))]
 
 
 def jvm_cpu(cluster: DevCluster) -> float:
@@ -49,9 +61,13 @@ def flush_all(cluster: DevCluster, keyspace: str) -> None:
 
 def measure(
     session: object, cluster: DevCluster, *, similarity: str, rf: int, lwt: bool, n: int,
-    concurrency: int, rng: np.random.Generator,
+    concurrency: int, rng: np.random.Generator, graph: tuple[int, int] = STOCK,
 ) -> dict[str, float]:  # fmt: skip
-    ks = f"cap_{similarity[:3]}_rf{rf}_{'lwt' if lwt else 'plain'}"
+    beam, conn = graph
+    ks = f"cap_{similarity[:3]}_rf{rf}_{'lwt' if lwt else 'plain'}_g{beam}x{conn}"
+    options = f"'similarity_function': '{similarity}'"
+    if graph != STOCK:  # stock values are left out: a stock cluster refuses any
+        options += f", 'construction_beam_width': '{beam}', 'maximum_node_connections': '{conn}'"
     run = session.execute  # type: ignore[attr-defined]
     run(f"DROP KEYSPACE IF EXISTS {ks}", timeout=300)
     run(
@@ -62,7 +78,7 @@ def measure(
     run(f"CREATE TABLE {ks}.videos (videoid uuid PRIMARY KEY, name text, v vector<float, {DIM}>)")
     run(
         f"CREATE CUSTOM INDEX ON {ks}.videos (v) USING 'StorageAttachedIndex' "
-        f"WITH OPTIONS = {{'similarity_function': '{similarity}'}}",
+        f"WITH OPTIONS = {{{options}}}",
         timeout=120,
     )
     ids = [uuid.uuid4() for _ in range(n)]
@@ -99,6 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--similarities", default="dot_product,euclidean,cosine")
+    parser.add_argument("--graphs", type=parse_graphs, default=[STOCK])
     args = parser.parse_args()
     state = Settings().state_dir / "capacity"
     cluster = DevCluster(DevClusterConfig(nodes=3, first_address=FIRST, state_dir=state))
@@ -117,19 +135,21 @@ def main() -> None:
         )  # fmt: skip
         # Plain and IF EXISTS side by side, per similarity and RF: their ratio is Paxos.
         plan = [
-            (s, rf, lwt)
-            for s in ("dot_product", "euclidean", "cosine")
+            (s, rf, lwt, g)
+            for s in args.similarities.split(",")
             for rf in (1, 3)
             for lwt in (False, True)
+            for g in args.graphs
         ]
-        for similarity, rf, lwt in plan:
+        for similarity, rf, lwt, graph in plan:
             r = measure(
                 session, cluster, similarity=similarity, rf=rf, lwt=lwt, n=args.vectors,
-                concurrency=args.concurrency, rng=rng,
+                concurrency=args.concurrency, rng=rng, graph=graph,
             )  # fmt: skip
-            rows.append((similarity, rf, lwt, r))
+            rows.append((similarity, rf, lwt, graph, r))
             print(
                 f"{similarity:<12} RF={rf} {'IF EXISTS' if lwt else 'plain    '} "
+                f"graph {graph[0]}/{graph[1]} "
                 f"{r['vectors_per_s']:7.1f} vectors/s on this machine, "
                 f"CPU per vector per replica {r['cpu_ms_per_replica_write']:6.2f} ms writing, "
                 f"{r['cpu_ms_per_replica_total']:6.2f} ms with flush, failed {r['failed']:.0f}",
@@ -148,6 +168,7 @@ def main() -> None:
                     "similarity",
                     "RF",
                     "statement",
+                    "graph (beam / connections)",
                     "vectors/s on this machine",
                     "CPU ms per vector per replica, writing",
                     "with flush",
@@ -158,12 +179,13 @@ def main() -> None:
                         sim,
                         rf,
                         "IF EXISTS" if lwt else "plain UPDATE",
+                        f"{graph[0]} / {graph[1]}",
                         r["vectors_per_s"],
                         r["cpu_ms_per_replica_write"],
                         r["cpu_ms_per_replica_total"],
                         r["failed"],
                     ]
-                    for sim, rf, lwt, r in rows
+                    for sim, rf, lwt, graph, r in rows
                 ],
             )
         ],
