@@ -78,6 +78,17 @@ def test_two_workers_serve_count_together_and_stop_together(
             what="both workers' limits (3 each) in the sum",
             timeout_s=10,
         )
+        # The schema gauge, published by each worker, names the live index's graph options.
+        schema = [
+            dict(labels)
+            for (name, labels), value in samples(url).items()
+            if name == "kv_reco_schema_info" and value == 1
+        ]
+        assert [s["column"] for s in schema] == ["content_features"], schema
+        assert (schema[0]["beam_width"], schema[0]["max_connections"]) == (
+            str(settings.index_beam_width),
+            str(settings.index_max_connections),
+        ), schema
         assert httpx.get(f"{url}/readyz").status_code == 200
         child.send_signal(signal.SIGTERM)
         code = child.wait(60)

@@ -158,6 +158,10 @@ class PrometheusObserver:
 OBSERVER = PrometheusObserver()
 
 
+# One list for both the single-process collector and the workers' published gauge.
+SCHEMA_LABELS = ("keyspace", "column", "dimension", "similarity", "beam_width", "max_connections")
+
+
 class _FromStores(Collector):
     """What the live stores hold, read at scrape time."""
 
@@ -192,10 +196,8 @@ class _FromStores(Collector):
         schema = GaugeMetricFamily(
             "kv_reco_schema_info",
             "The vector column in force: 1 for each keyspace and column served",
-            labels=[
-                "keyspace", "column", "dimension", "similarity", "beam_width", "max_connections",
-            ],
-        )  # fmt: skip
+            labels=list(SCHEMA_LABELS),
+        )
         seen = set()
         for store in stores:
             spec = store.spec
@@ -234,9 +236,7 @@ class _Published:
                 "kv_reco_write_latency_floor_seconds", "livemin"
             ),
         }
-        self.schema = gauge(
-            "kv_reco_schema_info", "livemax", ("keyspace", "column", "dimension", "similarity")
-        )
+        self.schema = gauge("kv_reco_schema_info", "livemax", SCHEMA_LABELS)
 
     def publish(self) -> None:
         for family in FROM_STORES.collect():
