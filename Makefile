@@ -147,8 +147,11 @@ bench-large: $(BENCH_STAMP) cassandra-up ## The same at 100,000 vectors (well ov
 INDEX_NODE := --address 127.0.0.60 --state-dir $${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
 INDEX_ENV := KV_CONTACT_POINTS=127.0.0.60 KV_STATE_DIR=$${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
 INDEX_ARGS ?= --vectors 5000 --grid 100x16,48x16,40x8,32x8
+# A production-sized heap: its memtable and SAI segment buffer (a sixteenth of
+# the heap) decide how often the load flushes and how big each graph segment is.
+INDEX_HEAP ?= 4G
 bench-index: $(BENCH_STAMP) ## SAI graph options (beam width x max connections): writes/s, CPU per vector, recall@10 memtable and on disk (about 15 min)
-	$(KV) cassandra start $(INDEX_NODE)
+	KV_CASSANDRA_HEAP=$(INDEX_HEAP) $(KV) cassandra start $(INDEX_NODE)
 	$(INDEX_ENV) $(BIN)/python bench/index.py $(INDEX_ARGS); rc=$$?; $(KV) cassandra stop $(INDEX_NODE); exit $$rc
 
 clean: ## Remove the virtualenv (the node's data and the jar cache stay)

@@ -66,3 +66,31 @@ def test_the_jvm_property_for_graph_options_is_on_unless_turned_off(tmp_path: Pa
     flag = f"-D{CUSTOM_INDEX_OPTIONS_PROPERTY}=true"
     assert flag in jvm_command(layout, lib_dir=lib, heap="1G")
     assert flag not in jvm_command(layout, lib_dir=lib, heap="1G", custom_index_options=False)
+
+
+@pytest.mark.parametrize(("heap", "buffer"), [("1G", 64), ("512M", 64), ("4G", 256), ("16G", 1024)])
+def test_the_sai_segment_buffer_follows_the_heap(heap: str, buffer: int, tmp_path: Path) -> None:
+    # A bench node with a production-sized heap builds production-sized graph
+    # segments; the 1 GiB dev heap keeps the buffer that fits it.
+    layout = DevCluster(DevClusterConfig(state_dir=tmp_path)).layouts[0]
+    yaml = cassandra_yaml(layout, seed=layout.address, concurrent_writes=2, heap=heap)
+    assert f"segment_write_buffer_size: {buffer}MiB\n" in yaml
+
+
+@pytest.mark.parametrize("heap", ["512M", "1G", "4096M", "16G"])
+def test_heaps_from_512m_to_16g_are_accepted(heap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from killrvideo_reco.config import Settings
+
+    monkeypatch.setenv("KV_CASSANDRA_HEAP", heap)
+    assert Settings().cassandra_heap == heap
+
+
+@pytest.mark.parametrize("heap", ["511M", "17G", "0G", "4g", "1.5G", "10000M"])
+def test_heaps_outside_the_range_are_refused(heap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from killrvideo_reco.config import Settings
+
+    monkeypatch.setenv("KV_CASSANDRA_HEAP", heap)
+    with pytest.raises(ValidationError, match="cassandra_heap"):
+        Settings()

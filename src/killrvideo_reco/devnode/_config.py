@@ -144,8 +144,29 @@ class Security:
     keystore_password: str = ""
 
 
+def heap_mib(heap: str) -> int:
+    """``512M`` or ``4G`` (the JVM's -Xmx spelling) in MiB."""
+    return int(heap[:-1]) * (1024 if heap.endswith("G") else 1)
+
+
+def segment_buffer_mib(heap: str) -> int:
+    """The SAI segment build buffer for a heap: a sixteenth of it, 64 MiB to 1 GiB.
+
+    Cassandra's default, 1 GiB, does not fit a 1 GiB dev heap. The buffer also
+    sets how many vectors one on-disk graph segment holds (a compaction writes a
+    new segment each time it fills), and a query searches every segment, so a
+    bench node with a production-sized heap gets a production-sized buffer.
+    """
+    return max(64, min(1024, heap_mib(heap) // 16))
+
+
 def cassandra_yaml(
-    layout: NodeLayout, *, seed: str, concurrent_writes: int, security: Security = Security()
+    layout: NodeLayout,
+    *,
+    seed: str,
+    concurrent_writes: int,
+    security: Security = Security(),
+    heap: str = "1G",
 ) -> str:
     d = layout.root
     # Another name for clusters off the default addresses: a node can never
@@ -179,9 +200,8 @@ def cassandra_yaml(
         f"concurrent_reads: {max(2, concurrent_writes)}",
         "concurrent_counter_writes: 2",
         "key_cache_size: 0MiB",
-        # The 1 GiB default buffer per index does not fit a 1 GiB heap.
         "sai_options:",
-        "  segment_write_buffer_size: 64MiB",
+        f"  segment_write_buffer_size: {segment_buffer_mib(heap)}MiB",
         # Server-side timeouts stay below the client's request timeout, so a slow
         # write comes back as a typed WriteTimeout rather than a client timeout.
         "write_request_timeout: 2000ms",
@@ -269,10 +289,17 @@ def nodetool_command(
 
 
 def write_node_files(
-    layout: NodeLayout, *, seed: str, concurrent_writes: int, security: Security = Security()
+    layout: NodeLayout,
+    *,
+    seed: str,
+    concurrent_writes: int,
+    security: Security = Security(),
+    heap: str = "1G",
 ) -> None:
     for sub in ("conf", "data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs"):
         (layout.root / sub).mkdir(parents=True, exist_ok=True)
-    yaml = cassandra_yaml(layout, seed=seed, concurrent_writes=concurrent_writes, security=security)
+    yaml = cassandra_yaml(
+        layout, seed=seed, concurrent_writes=concurrent_writes, security=security, heap=heap
+    )
     (layout.conf_dir / "cassandra.yaml").write_text(yaml)
     (layout.conf_dir / "logback.xml").write_text(_LOGBACK.format(log_dir=layout.log_dir))

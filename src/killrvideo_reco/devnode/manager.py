@@ -226,6 +226,7 @@ class DevCluster:
             seed=seed,
             concurrent_writes=self.config.concurrent_writes,
             security=self._security(layout),
+            heap=self.config.heap,
         )
         offset = layout.system_log.stat().st_size if layout.system_log.exists() else 0
         cmd = jvm_command(
