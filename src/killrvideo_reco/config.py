@@ -243,19 +243,22 @@ class Settings(BaseSettings):
     """Native protocol version the driver speaks (4 or 5; 4 costs less client CPU)."""
     # Related videos: the ANN query asks the index for this many candidates per
     # video wanted and keeps the best by exact score. 1 takes the index's own
-    # top; 3 lifts on-disk recall@10 to 0.98-1.00 under every similarity,
-    # dot_product included (bench/recall.py; docs/related.md).
-    related_overfetch: Annotated[int, Field(ge=1, le=10)] = 3
+    # top. At 50,000 vectors 3 held only 0.93-0.96 of the true top 10, stock
+    # graph included, and 10 held 0.98-1.00 in the memtable, after a flush and
+    # after compaction, for 25 ms p50 on disk against 19 (`make bench-index`,
+    # docs/index-options.md).
+    related_overfetch: Annotated[int, Field(ge=1, le=10)] = 10
     """Related videos: candidates asked of the ANN index per video returned (1 to 10)."""
     # The SAI vector graph's build options, used by `kv-reco schema apply` when
     # it creates the index (docs/index-options.md): construction_beam_width and
     # maximum_node_connections, bounded as Cassandra 5.0.9 bounds them. Stock
-    # is 100 / 16. 40 / 8 indexed 4.9x as many vectors/s per node as stock and
-    # kept recall@10 >= 0.959 in the memtable and on disk at the service's
-    # overfetch of 3 (`make bench-index`). A cluster that refuses custom options
-    # gets the stock ones when these are defaults; `schema apply` stops when
-    # they were set explicitly.
-    index_beam_width: Annotated[int, Field(ge=1, le=MAX_BEAM_WIDTH)] = 40
+    # is 100 / 16. At 50,000 vectors 100 / 8 indexed 1.97x as many vectors/s as
+    # stock at 0.48x the node's CPU per insert, and with the overfetch of 10
+    # kept recall@10 >= 0.989 in the memtable and on disk. 40 / 8 was cheaper
+    # still, but a graph that compaction rebuilds with it held 0.81 at 50,000.
+    # A cluster that refuses custom options gets the stock ones when these are
+    # defaults; `schema apply` stops when they were set explicitly.
+    index_beam_width: Annotated[int, Field(ge=1, le=MAX_BEAM_WIDTH)] = 100
     """SAI graph `construction_beam_width` for `schema apply` (1 to 3200; stock 100)."""
     index_max_connections: Annotated[int, Field(ge=1, le=MAX_MAX_CONNECTIONS)] = 8
     """SAI graph `maximum_node_connections` for `schema apply` (1 to 512; stock 16)."""
