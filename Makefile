@@ -146,7 +146,7 @@ bench-large: $(BENCH_STAMP) cassandra-up ## The same at 100,000 vectors (well ov
 # shared node would both slow it and blur the node CPU it reads. Stopped at the end.
 INDEX_NODE := --address 127.0.0.60 --state-dir $${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
 INDEX_ENV := KV_CONTACT_POINTS=127.0.0.60 KV_STATE_DIR=$${XDG_STATE_HOME:-$$HOME/.local/state}/kv-reco/index-bench
-INDEX_ARGS ?= --vectors 5000 --grid 100x16,48x16,40x8,32x8
+INDEX_ARGS ?= --vectors 5000 --grid 100x16,100x8,40x8
 # A production-sized heap: its memtable and SAI segment buffer (a sixteenth of
 # the heap) decide how often the load flushes and how big each graph segment is.
 INDEX_HEAP ?= 4G

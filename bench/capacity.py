@@ -15,7 +15,7 @@ which raw vectors/s here would.
 
 --graphs takes SAI graph build options as BEAMxCONNECTIONS
 (construction_beam_width x maximum_node_connections; 100x16 is Cassandra's
-stock graph, 40x8 ours: docs/index-options.md), so the stock and the chosen
+stock graph, 100x8 ours: docs/index-options.md), so the stock and the chosen
 options are measured side by side in one run.
 """
 

@@ -1,6 +1,6 @@
 """SAI vector graph options: what each costs the node per vector, and the recall it keeps.
 
-    python bench/index.py [--vectors 8000] [--grid 100x16,40x16,48x16,40x8]
+    python bench/index.py [--vectors 8000] [--grid 100x16,100x8,40x8]
                           [--compaction stcs|ucs] [--rounds 1] [--queries 100]
 
 Run it against a node of its own (KV_CONTACT_POINTS, KV_STATE_DIR: nodetool
@@ -475,7 +475,7 @@ def show(row: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vectors", type=int, default=8000)
-    ap.add_argument("--grid", type=parse_grid, default=parse_grid("100x16,40x16,48x16,40x8"))
+    ap.add_argument("--grid", type=parse_grid, default=parse_grid("100x16,100x8,40x8"))
     ap.add_argument("--compaction", choices=["stcs", "ucs"], action="append")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--queries", type=int, default=100)

@@ -112,3 +112,13 @@ def test_cli_schema_apply_says_what_differs(settings: Settings) -> None:
         store = CassandraStore.open(Settings(keyspace=env["KV_KEYSPACE"]))
         store.schema.execute(f"DROP KEYSPACE IF EXISTS {env['KV_KEYSPACE']}")
         store.close()
+
+
+def test_a_new_table_compacts_with_ucs(scratch: CassandraStore) -> None:
+    # Chosen by the bulk-load figure: each compaction rebuilds the vector graph.
+    scratch.schema.apply(dimension=8, similarity=Similarity.COSINE, replication_factor=1)
+    row = scratch.schema.execute(
+        "SELECT compaction FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+        (scratch.keyspace, "videos"),
+    )[0]
+    assert row[0]["class"] == "org.apache.cassandra.db.compaction.UnifiedCompactionStrategy"
