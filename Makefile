@@ -115,8 +115,8 @@ fuzz: cassandra-up ## Schemathesis from the OpenAPI document against a real serv
 soak: cassandra-up $(BENCH_STAMP) ## 10 minutes of ingest at about half of peak; RSS, open fds and p99 at start and end
 	$(BIN)/python bench/soak.py
 
-latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors: service vs driver alone
-	$(BIN)/python bench/ingest_latency.py --requests 1000
+latency: cassandra-up ## Sequential ingest latency over 1,000 fresh vectors after 500 of warm-up: service vs driver alone
+	$(BIN)/python bench/ingest_latency.py --requests 1000 --warmup 500
 
 # wrk comes from Debian. Installing it needs root: anyone else is told the one
 # command to run, before anything starts, rather than failing halfway.

@@ -162,6 +162,9 @@ class Node:
         raise SystemExit(f"compactions still pending after {timeout_s:.0f} s")
 
 
+COMPACTION_CLASSES = {"stcs": "SizeTieredCompactionStrategy", "ucs": "UnifiedCompactionStrategy"}
+
+
 class Table:
     """One configuration's fresh keyspace: the stored vectors and their ids, in write order."""
 
@@ -181,11 +184,12 @@ class Table:
         self.store.schema.apply(
             dimension=1536, similarity=Similarity.COSINE, replication_factor=1, graph_explicit=True
         )
-        if compaction == "ucs":
-            self.store.schema.execute(
-                f"ALTER TABLE {self.keyspace}.videos WITH compaction = "
-                "{'class': 'UnifiedCompactionStrategy'}"
-            )
+        # Said outright either way: a new table gets the schema's strategy,
+        # and a run named stcs must not quietly measure another one.
+        strategy = COMPACTION_CLASSES[compaction]
+        self.store.schema.execute(
+            f"ALTER TABLE {self.keyspace}.videos WITH compaction = {{'class': '{strategy}'}}"
+        )
         self.store.load_schema()
         self.ids: list[uuid.UUID] = []
         self.vectors: list[np.ndarray] = []
@@ -476,7 +480,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vectors", type=int, default=8000)
     ap.add_argument("--grid", type=parse_grid, default=parse_grid("100x16,100x8,40x8"))
-    ap.add_argument("--compaction", choices=["stcs", "ucs"], action="append")
+    ap.add_argument(
+        "--compaction", choices=["stcs", "ucs"], action="append", help="default: ucs, the schema's"
+    )
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--sequential", type=int, default=300, help="alternating writes, both ways")
@@ -518,7 +524,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     try:
         for round_ in range(args.rounds):
-            for compaction in args.compaction or ["stcs"]:
+            for compaction in args.compaction or ["ucs"]:  # the schema's own
                 for graph in args.grid:
                     row = run_config(
                         node=node,
