@@ -146,9 +146,14 @@ def main() -> None:
         f"{args.requests} sequential ingests each way, {spec.cql_type}, {index}, fresh vectors, "
         f"one node, after {args.warmup} each way"
     )
-    if args.warmup:
-        print(fmt("warm-up: driver only", percentiles(cold_base)))
-        print(fmt("warm-up: service", percentiles(cold_svc)))
+    # Percentiles of the warm-up, printed and kept in the summary alike.
+    warmup = (
+        [("driver alone", percentiles(cold_base)), ("the service", percentiles(cold_svc))]
+        if args.warmup
+        else []
+    )
+    for name, stats in warmup:
+        print(fmt(f"warm-up: {name}", stats))
     print(fmt("driver only (LWT UPDATE)", percentiles(base)))
     print(fmt("service over HTTP", percentiles(svc)))
     b, s = percentiles(base), percentiles(svc)
@@ -160,14 +165,9 @@ def main() -> None:
     )
     budget = "holds" if s["p99"] < 25 else "is missed"
     print(f"the spec's budget (p99 < 25 ms for the whole ingest) {budget}: p99 = {s['p99']:.2f} ms")
-    warmup_rows = (
-        [
-            [f"warm-up, driver alone (first {args.warmup}), ms", *percentiles(cold_base).values()],
-            [f"warm-up, the service (first {args.warmup}), ms", *percentiles(cold_svc).values()],
-        ]
-        if args.warmup
-        else []
-    )
+    warmup_rows = [
+        [f"warm-up, {name} (first {args.warmup}), ms", *stats.values()] for name, stats in warmup
+    ]
     write_summary(
         "ingest_latency",
         title="Sequential ingest latency: the service against the driver alone",
